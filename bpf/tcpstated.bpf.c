@@ -1,0 +1,695 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+/*
+ * tcpstated: every TCP state change, with the process that owns the socket.
+ *
+ * sock:inet_sock_set_state (as tp_btf) sees full sockets. Ownership is
+ * recorded where the kernel runs in the owner's context (connect, listen,
+ * close) and kept in socket storage, which listeners pass to their children
+ * (BPF_F_CLONE): most transitions run in softirq, where the task on the CPU
+ * is not the owner.
+ *
+ * TIME_WAIT lives in a separate inet_timewait_sock that never passes through
+ * the tracepoint. Its timer does: timer_start marks its birth and re-arms,
+ * timer_expire_entry its natural end, timer_cancel an early end (or the first
+ * half of a re-arm, which is why a cancel is only final once the poll
+ * iterator finds no re-arm after it).
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include "tcpstated.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+
+/* A cancel with no re-arm after it for this long is an early end. */
+#define CANCEL_SETTLE_NS 1000000ULL
+/* The timewait handoff happens within one tcp_time_wait() call. */
+#define HANDOFF_WINDOW_NS 10000000ULL
+
+/* Set from user space before load. */
+const volatile __u32 filter_pid = 0;
+const volatile __u16 filter_port = 0;
+const volatile __u8 filter_family = 0;  /* 0, 4 or 6 */
+const volatile __u32 filter_states = 0; /* bit per TCP state, either side */
+const volatile __u64 tw_timer_fn = 0;   /* address of tw_timer_handler */
+const volatile __u64 wakeup_bytes = 1;  /* wake the reader past this fill */
+
+/* Written by user space after it measured the kernel's HZ. */
+__u32 hz = 0;
+/* Written by the poll iterator: one (jiffies, ns) pair to measure HZ. */
+__u64 clock_jiffies = 0;
+__u64 clock_ns = 0;
+
+struct sock_owner {
+	__u64 since_ns; /* when `state` began; 0: not seen */
+	__u32 pid;
+	__u8 state;
+	__u8 owner_src;
+	__u8 _pad[2];
+	char comm[COMM_LEN];
+};
+
+struct tw_info {
+	__u64 cookie;
+	__u64 since_ns;  /* when the current substate began; 0: not seen */
+	__u64 cancel_ns; /* timer cancelled at; 0: armed */
+	__u32 pid;
+	__u16 sport;
+	__u16 dport;
+	__u8 substate;
+	__u8 owner_src;
+	__u8 family;
+	__u8 flags;
+	__u32 netns;
+	char comm[COMM_LEN];
+};
+
+/* What timer_start left for the full socket's ->CLOSE that follows it. */
+struct handoff {
+	__u64 tw;
+	__u64 cookie;
+	__u64 ts_ns;
+	__u16 sport;
+	__u16 dport;
+	__u8 substate;
+	__u8 _pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20); /* resized from user space */
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct sock_owner);
+} sockets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 131072); /* resized from user space */
+	__type(key, __u64);
+	__type(value, struct tw_info);
+} timewaits SEC(".maps");
+
+/* Timewait sockets that need the poll iterator: still in the FIN_WAIT2
+ * substate (a FIN can switch them silently), or cancelled. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* resized from user space */
+	__type(key, __u64);
+	__type(value, __u8);
+} tw_watch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct handoff);
+} handoffs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Force bpf2go to emit the record type. */
+const struct record *unused_record __attribute__((unused));
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &idx);
+
+	if (c)
+		(*c)++;
+}
+
+static __always_inline bool filtered(__u32 pid, __u16 sport, __u16 dport,
+				     __u8 family, __u8 olds, __u8 news)
+{
+	/* An unknown owner passes: user space may know it. */
+	if (filter_pid && pid && pid != filter_pid)
+		return true;
+	if (filter_port && sport != filter_port && dport != filter_port)
+		return true;
+	if (filter_family && family != filter_family)
+		return true;
+	if (filter_states &&
+	    !(filter_states & ((1U << (olds & 31)) | (1U << (news & 31)))))
+		return true;
+	return false;
+}
+
+static __always_inline struct record *reserve(void)
+{
+	struct record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+
+	if (!r)
+		count(COUNTER_LOST);
+	return r;
+}
+
+/* Wake the reader only past a fill level: a wakeup per record costs a
+ * quarter of the connection rate; the reader polls on a timer otherwise. */
+static __always_inline void submit(struct record *r)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(r, flags);
+	count(COUNTER_RECORDS);
+}
+
+static __always_inline __u8 family_of(__u16 af)
+{
+	return af == AF_INET ? 4 : af == AF_INET6 ? 6 : 0;
+}
+
+/* Addresses and netns from the common part, shared by every socket kind. */
+static __always_inline void fill_addrs(struct record *r,
+				       const struct sock_common *skc)
+{
+	if (r->family == 4) {
+		__builtin_memset(r->saddr, 0, sizeof(r->saddr));
+		__builtin_memset(r->daddr, 0, sizeof(r->daddr));
+		BPF_CORE_READ_INTO((__u32 *)r->saddr, skc, skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)r->daddr, skc, skc_daddr);
+	} else {
+		BPF_CORE_READ_INTO(&r->saddr, skc, skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&r->daddr, skc, skc_v6_daddr.in6_u.u6_addr8);
+	}
+	r->netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
+}
+
+static __always_inline void fill_context(struct record *r)
+{
+	r->cpu_pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(r->cpu_comm, sizeof(r->cpu_comm));
+	r->cpu = bpf_get_smp_processor_id();
+}
+
+static __always_inline void watch(__u64 key)
+{
+	__u8 one = 1;
+
+	if (bpf_map_update_elem(&tw_watch, &key, &one, BPF_ANY))
+		count(COUNTER_WATCH_FULL);
+}
+
+/* When a timewait socket switched to TIME_WAIT, from its timer: the switch
+ * re-armed it for TCP_TIMEWAIT_LEN (60 s) from then. */
+static __always_inline __u64 switch_time(__u64 now, __u64 now_j, __u64 expires)
+{
+	__u32 h = hz;
+	__u64 at_j = expires - 60ULL * h;
+	__u64 ago;
+
+	if (!h || (__s64)(now_j - at_j) < 0)
+		return 0;
+	ago = (now_j - at_j) * (1000000000ULL / h);
+	return ago < now ? now - ago : 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
+{
+	struct sock_owner *st;
+	struct record *r;
+	__u64 now, cookie, since = 0, tw = 0;
+	__u32 pid = 0, zero = 0;
+	__u16 sport, dport;
+	__u8 family, news = newstate, flags = 0, src = OWNER_UNKNOWN;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0; /* MPTCP (262) and others share the tracepoint */
+	family = family_of(sk->__sk_common.skc_family);
+	if (!family)
+		return 0;
+
+	now = bpf_ktime_get_ns();
+	/* Take the cookie early: the timewait socket inherits it. */
+	cookie = bpf_get_socket_cookie(sk);
+	sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	dport = bpf_ntohs(sk->__sk_common.skc_dport);
+
+	st = bpf_sk_storage_get(&sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st) {
+		if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+			/* A child with a copy of its listener's storage. */
+			if (st->owner_src != OWNER_UNKNOWN)
+				st->owner_src = OWNER_ACCEPT;
+		} else if (st->state == oldstate) {
+			since = st->since_ns;
+		}
+		/* Only these run in the owner's own system call. */
+		if (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN) {
+			st->pid = bpf_get_current_pid_tgid() >> 32;
+			bpf_get_current_comm(st->comm, sizeof(st->comm));
+			st->owner_src = newstate == TCP_SYN_SENT ? OWNER_CONNECT :
+								   OWNER_LISTEN;
+		} else if ((newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) &&
+			   (st->owner_src == OWNER_UNKNOWN ||
+			    st->owner_src == OWNER_ACCEPT)) {
+			st->pid = bpf_get_current_pid_tgid() >> 32;
+			bpf_get_current_comm(st->comm, sizeof(st->comm));
+			st->owner_src = OWNER_CLOSE;
+		}
+		st->state = newstate;
+		st->since_ns = now;
+		pid = st->pid;
+		src = st->owner_src;
+	} else {
+		count(COUNTER_STORAGE_FULL);
+	}
+
+	if (newstate == TCP_CLOSE &&
+	    (oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING)) {
+		struct handoff *h = bpf_map_lookup_elem(&handoffs, &zero);
+
+		if (h && h->tw && now - h->ts_ns < HANDOFF_WINDOW_NS &&
+		    h->sport == sport && h->dport == dport &&
+		    (h->cookie == cookie || h->cookie == 0)) {
+			struct tw_info *info;
+
+			tw = h->tw;
+			h->tw = 0;
+			info = bpf_map_lookup_elem(&timewaits, &tw);
+			if (info) {
+				info->pid = pid;
+				info->owner_src = src;
+				info->cookie = cookie;
+				info->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+				if (st)
+					__builtin_memcpy(info->comm, st->comm, COMM_LEN);
+				/* FIN_WAIT2 goes on in the timewait socket. */
+				if (h->substate != TCP_TIME_WAIT)
+					info->since_ns = since;
+			}
+			if (h->substate != TCP_TIME_WAIT)
+				return 0; /* still FIN_WAIT2: nothing changed */
+			news = TCP_TIME_WAIT;
+			flags |= FLAG_TIMEWAIT;
+		}
+	}
+
+	if (filtered(pid, sport, dport, family, oldstate, news)) {
+		count(COUNTER_FILTERED);
+		return 0;
+	}
+	r = reserve();
+	if (!r)
+		return 0;
+	r->kind = RECORD_STATE;
+	r->ts_ns = now;
+	r->since_ns = since;
+	r->cookie = cookie;
+	r->tw = tw;
+	r->aux = 0;
+	r->jiffies = 0;
+	r->pid = pid;
+	r->owner_src = src;
+	if (st)
+		__builtin_memcpy(r->comm, st->comm, COMM_LEN);
+	else
+		__builtin_memset(r->comm, 0, COMM_LEN);
+	r->family = family;
+	r->sport = sport;
+	r->dport = dport;
+	fill_addrs(r, &sk->__sk_common);
+	r->oldstate = oldstate;
+	r->newstate = news;
+	r->flags = flags;
+	fill_context(r);
+	submit(r);
+	return 0;
+}
+
+/* The timewait socket whose timer this is, or 0. */
+static __always_inline __u64 timewait_of(struct timer_list *timer)
+{
+	if (!tw_timer_fn || (__u64)timer->function != tw_timer_fn)
+		return 0;
+	return (__u64)timer -
+	       bpf_core_field_offset(struct inet_timewait_sock, tw_timer);
+}
+
+/* A record about a timewait socket, from what tw_info remembers. */
+static __always_inline void emit_tw(__u8 kind, __u64 key,
+				    const struct tw_info *info, __u8 olds,
+				    __u8 news, __u8 flags, __u64 ts,
+				    __u64 since, __u64 expires)
+{
+	struct record *r;
+
+	if (filtered(info->pid, info->sport, info->dport, info->family, olds,
+		     news)) {
+		count(COUNTER_FILTERED);
+		return;
+	}
+	r = reserve();
+	if (!r)
+		return;
+	r->kind = kind;
+	r->ts_ns = ts;
+	r->since_ns = since;
+	r->cookie = info->cookie;
+	r->tw = key;
+	r->aux = expires;
+	r->jiffies = bpf_jiffies64();
+	r->pid = info->pid;
+	r->owner_src = info->owner_src;
+	__builtin_memcpy(r->comm, info->comm, COMM_LEN);
+	r->family = info->family;
+	r->sport = info->sport;
+	r->dport = info->dport;
+	r->netns = info->netns;
+	/* Addresses are left to user space, which knows them by cookie: a
+	 * cancelled timewait socket may already be freed. */
+	__builtin_memset(r->saddr, 0, sizeof(r->saddr));
+	__builtin_memset(r->daddr, 0, sizeof(r->daddr));
+	r->oldstate = olds;
+	r->newstate = news;
+	r->flags = flags | (info->flags & FLAG_PREEXISTING);
+	fill_context(r);
+	submit(r);
+}
+
+SEC("tp_btf/timer_start")
+int BPF_PROG(on_timer_start, struct timer_list *timer)
+{
+	struct inet_timewait_sock *tw;
+	struct tw_info *info;
+	__u64 key = timewait_of(timer), now;
+	__u32 zero = 0;
+	__u8 sub;
+
+	if (!key)
+		return 0;
+	tw = (void *)key;
+	now = bpf_ktime_get_ns();
+	sub = BPF_CORE_READ(tw, tw_substate);
+
+	info = bpf_map_lookup_elem(&timewaits, &key);
+	if (!info) {
+		/* Born in tcp_time_wait(); the full socket's ->CLOSE follows
+		 * on this CPU and claims the handoff. */
+		struct tw_info fresh = {};
+		struct handoff *h;
+
+		fresh.cookie = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
+		fresh.since_ns = now;
+		fresh.substate = sub;
+		fresh.family = family_of(BPF_CORE_READ(tw, __tw_common.skc_family));
+		fresh.sport = bpf_ntohs(BPF_CORE_READ(tw, tw_sport));
+		fresh.dport = bpf_ntohs(BPF_CORE_READ(tw, __tw_common.skc_dport));
+		if (bpf_map_update_elem(&timewaits, &key, &fresh, BPF_NOEXIST))
+			count(COUNTER_TW_FULL);
+		else if (sub == TCP_FIN_WAIT2)
+			watch(key);
+
+		h = bpf_map_lookup_elem(&handoffs, &zero);
+		if (h) {
+			h->tw = key;
+			h->cookie = fresh.cookie;
+			h->ts_ns = now;
+			h->sport = fresh.sport;
+			h->dport = fresh.dport;
+			h->substate = sub;
+		}
+		return 0;
+	}
+
+	/* Re-armed: a FIN (FIN_WAIT2 -> TIME_WAIT) or a retransmitted one. */
+	info->cancel_ns = 0;
+	if (info->substate != sub) {
+		emit_tw(RECORD_TW_SUBSTATE, key, info, info->substate, sub, 0,
+			now, info->since_ns, BPF_CORE_READ(tw, tw_timer.expires));
+		info->substate = sub;
+		info->since_ns = now;
+	}
+	if (sub != TCP_FIN_WAIT2)
+		bpf_map_delete_elem(&tw_watch, &key);
+	return 0;
+}
+
+SEC("tp_btf/timer_cancel")
+int BPF_PROG(on_timer_cancel, struct timer_list *timer)
+{
+	struct tw_info *info;
+	__u64 key = timewait_of(timer);
+
+	if (!key)
+		return 0;
+	info = bpf_map_lookup_elem(&timewaits, &key);
+	if (!info)
+		return 0;
+	/* Final only if no re-arm follows; the poll iterator decides. */
+	info->cancel_ns = bpf_ktime_get_ns();
+	watch(key);
+	return 0;
+}
+
+/* A timewait socket ends; `at` is when. A substate switch that nobody saw
+ * is reported first, with its time taken from the timer. */
+static __always_inline void end_timewait(__u64 key, struct tw_info *info,
+					 __u8 sub, __u8 flags, __u64 at,
+					 __u64 expires, __u64 now)
+{
+	__u64 since = info->since_ns;
+
+	if (info->substate != sub) {
+		__u64 switched = switch_time(now, bpf_jiffies64(), expires);
+
+		emit_tw(RECORD_TW_SUBSTATE, key, info, info->substate, sub,
+			FLAG_SWITCH_DERIVED, switched ? switched : at, since,
+			expires);
+		since = switched;
+	}
+	emit_tw(RECORD_TW_END, key, info, sub, TCP_CLOSE, flags, at, since,
+		expires);
+	bpf_map_delete_elem(&timewaits, &key);
+	bpf_map_delete_elem(&tw_watch, &key);
+}
+
+SEC("tp_btf/timer_expire_entry")
+int BPF_PROG(on_timer_expire, struct timer_list *timer)
+{
+	struct inet_timewait_sock *tw;
+	struct tw_info *info;
+	__u64 key = timewait_of(timer), now;
+
+	if (!key)
+		return 0;
+	info = bpf_map_lookup_elem(&timewaits, &key);
+	if (!info)
+		return 0; /* the table was full at its birth: counted then */
+	tw = (void *)key;
+	now = bpf_ktime_get_ns();
+	end_timewait(key, info, BPF_CORE_READ(tw, tw_substate), FLAG_EXPIRED,
+		     now, BPF_CORE_READ(tw, tw_timer.expires), now);
+	return 0;
+}
+
+/*
+ * Run by user space every poll interval over tw_watch: finalizes cancelled
+ * timewait sockets and finds substate switches that re-armed the timer
+ * within its wheel bucket (no tracepoint fires then).
+ */
+SEC("iter/bpf_map_elem")
+int poll_timewaits(struct bpf_iter__bpf_map_elem *ctx)
+{
+	struct inet_timewait_sock *tw;
+	struct tw_info *info;
+	__u64 *keyp = ctx->key, key, now = bpf_ktime_get_ns();
+	__u8 sub;
+
+	if (!keyp) {
+		/* End of the walk: a clock sample for measuring HZ. */
+		clock_jiffies = bpf_jiffies64();
+		clock_ns = bpf_ktime_get_ns();
+		return 0;
+	}
+	key = *keyp;
+	info = bpf_map_lookup_elem(&timewaits, &key);
+	if (!info) {
+		bpf_map_delete_elem(&tw_watch, &key);
+		return 0;
+	}
+	if (info->cancel_ns) {
+		if (now - info->cancel_ns < CANCEL_SETTLE_NS)
+			return 0; /* a re-arm may still be on its way */
+		/* Freed or about to be: trust what tw_info remembers. */
+		emit_tw(RECORD_TW_END, key, info, info->substate, TCP_CLOSE,
+			FLAG_ENDED_EARLY, info->cancel_ns, info->since_ns, 0);
+		bpf_map_delete_elem(&timewaits, &key);
+		bpf_map_delete_elem(&tw_watch, &key);
+		return 0;
+	}
+	tw = (void *)key;
+	/* Armed, so alive; the cookie guards against a recycled slot. */
+	if (BPF_CORE_READ(tw, __tw_common.skc_cookie.counter) != info->cookie &&
+	    info->cookie) {
+		bpf_map_delete_elem(&tw_watch, &key);
+		return 0;
+	}
+	sub = BPF_CORE_READ(tw, tw_substate);
+	if (sub != info->substate) {
+		__u64 expires = BPF_CORE_READ(tw, tw_timer.expires);
+		__u64 switched = switch_time(now, bpf_jiffies64(), expires);
+
+		emit_tw(RECORD_TW_SUBSTATE, key, info, info->substate, sub,
+			FLAG_SWITCH_DERIVED, switched ? switched : now,
+			info->since_ns, expires);
+		info->substate = sub;
+		info->since_ns = switched;
+	}
+	if (sub != TCP_FIN_WAIT2)
+		bpf_map_delete_elem(&tw_watch, &key);
+	return 0;
+}
+
+/* Start-up snapshot of every TCP socket in this network namespace. */
+SEC("iter/tcp")
+int snapshot_sockets(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	struct record r = {};
+	__u8 state;
+
+	if (!skc)
+		return 0;
+	r.family = family_of(skc->skc_family);
+	state = skc->skc_state;
+	if (!r.family || state == TCP_NEW_SYN_RECV)
+		return 0; /* request sockets are not sockets yet */
+
+	r.kind = RECORD_SOCKET;
+	r.ts_ns = bpf_ktime_get_ns();
+	r.cookie = bpf_get_socket_cookie(skc);
+	r.dport = bpf_ntohs(skc->skc_dport);
+
+	if (state == TCP_TIME_WAIT) {
+		struct tcp_timewait_sock *ttw = bpf_skc_to_tcp_timewait_sock(skc);
+		struct tw_info *info, fresh = {};
+		__u64 key;
+
+		if (!ttw)
+			return 0;
+		key = (__u64)ttw;
+		r.sport = bpf_ntohs(ttw->tw_sk.tw_sport);
+		r.oldstate = ttw->tw_sk.tw_substate;
+		r.flags = FLAG_TIMEWAIT;
+		r.tw = key;
+		r.aux = ttw->tw_sk.tw_timer.expires;
+		r.jiffies = bpf_jiffies64();
+		info = bpf_map_lookup_elem(&timewaits, &key);
+		if (info) {
+			r.since_ns = info->since_ns;
+			r.pid = info->pid;
+			r.owner_src = info->owner_src;
+			__builtin_memcpy(r.comm, info->comm, COMM_LEN);
+		} else {
+			/* From before tracing: follow its end from now on. */
+			fresh.cookie = r.cookie;
+			fresh.substate = r.oldstate;
+			fresh.family = r.family;
+			fresh.sport = r.sport;
+			fresh.dport = r.dport;
+			fresh.flags = FLAG_PREEXISTING;
+			fresh.netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
+			if (bpf_map_update_elem(&timewaits, &key, &fresh,
+						BPF_NOEXIST))
+				count(COUNTER_TW_FULL);
+			else if (fresh.substate == TCP_FIN_WAIT2)
+				watch(key);
+			r.flags |= FLAG_PREEXISTING;
+		}
+	} else {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+		struct sock_owner *st;
+
+		if (!tp)
+			return 0;
+		r.sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+		r.oldstate = state;
+		st = bpf_sk_storage_get(&sockets, tp, 0,
+					BPF_SK_STORAGE_GET_F_CREATE);
+		if (st) {
+			if (st->state != state) {
+				st->state = state;
+				st->since_ns = 0; /* began before we looked */
+			}
+			r.since_ns = st->since_ns;
+			r.pid = st->pid;
+			r.owner_src = st->owner_src;
+			__builtin_memcpy(r.comm, st->comm, COMM_LEN);
+		}
+	}
+	fill_addrs(&r, skc);
+	fill_context(&r);
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	return 0;
+}
+
+/* Which process holds which TCP socket, as which descriptor. */
+SEC("iter/task_file")
+int snapshot_files(struct bpf_iter__task_file *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct file *file = ctx->file;
+	struct sock_owner *st;
+	struct socket *sock;
+	struct sock *sk;
+	struct record r = {};
+
+	if (!task || !file)
+		return 0;
+	sock = bpf_sock_from_file(file);
+	if (!sock)
+		return 0;
+	sk = sock->sk;
+	if (!sk || sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	r.family = family_of(sk->__sk_common.skc_family);
+	if (!r.family)
+		return 0;
+
+	r.kind = RECORD_FILE;
+	r.ts_ns = bpf_ktime_get_ns();
+	r.cookie = bpf_get_socket_cookie(sk);
+	r.pid = task->tgid;
+	r.aux = ctx->fd;
+	r.owner_src = OWNER_FILE;
+	bpf_probe_read_kernel_str(r.comm, sizeof(r.comm), task->comm);
+	r.oldstate = sk->__sk_common.skc_state;
+	r.sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	r.dport = bpf_ntohs(sk->__sk_common.skc_dport);
+
+	/* An inherited owner gives way to the process holding the socket:
+	 * a worker forked after listen() owns what it accepts. */
+	st = bpf_sk_storage_get(&sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st) {
+		if (st->owner_src == OWNER_UNKNOWN ||
+		    st->owner_src == OWNER_ACCEPT) {
+			st->pid = r.pid;
+			__builtin_memcpy(st->comm, r.comm, COMM_LEN);
+			st->owner_src = OWNER_FILE;
+		}
+		if (st->state == r.oldstate)
+			r.since_ns = st->since_ns;
+	}
+	fill_addrs(&r, &sk->__sk_common);
+	fill_context(&r);
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

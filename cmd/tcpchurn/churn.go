@@ -1,0 +1,34 @@
+package main
+
+import (
+	"flag"
+	"runtime"
+
+	"github.com/tcpstated/tcpstated/internal/churn"
+)
+
+func runChurn(args []string) error {
+	fs := flag.NewFlagSet("churn", flag.ExitOnError)
+	cfg := churn.Config{Mode: churn.Raw}
+	fs.DurationVar(&cfg.Duration, "duration", 10e9, "how long the clients run")
+	fs.IntVar(&cfg.Clients, "clients", 2, "client workers (OS threads in raw mode, goroutines in net mode)")
+	fs.IntVar(&cfg.Servers, "servers", 1, "server workers (raw: threads, each with its own SO_REUSEPORT listener)")
+	fs.IntVar(&cfg.ServerPort, "server-port", 0, "server port on 127.0.0.1 (0: the kernel picks; see the result's server_port)")
+	fs.IntVar(&cfg.Sources, "sources", 1<<16, "distinct 127.x.y.z client source addresses")
+	fs.IntVar(&cfg.WriteBytes, "write", 0, "bytes each client writes before it closes")
+	mode := fs.String("mode", string(churn.Raw), "raw (x/sys/unix syscalls on locked threads) or net (net package)")
+	procs := fs.Int("gomaxprocs", 0, "GOMAXPROCS (0: leave the runtime's default)")
+	fs.Parse(args)
+	cfg.Mode = churn.Mode(*mode)
+	if *procs > 0 {
+		runtime.GOMAXPROCS(*procs)
+	}
+	res, err := churn.Run(cfg)
+	if res.ServerPort != 0 {
+		// Print even a failed run's counts: they tell what went wrong.
+		if perr := printJSON(res); perr != nil && err == nil {
+			err = perr
+		}
+	}
+	return err
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tcpstated/tcpstated/internal/events"
+	"github.com/tcpstated/tcpstated/internal/tracker"
+)
+
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// getJSON asks a running daemon.
+func getJSON(addr, path string, q url.Values, v any) error {
+	u := url.URL{Scheme: "http", Host: addr, Path: path, RawQuery: q.Encode()}
+	resp, err := httpClient.Get(u.String())
+	if err != nil {
+		return fmt.Errorf("cannot reach tcpstated at %s (is `tcpstated run` running, with --listen %s?): %w", addr, addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return json.Unmarshal(body, v)
+}
+
+func cmdSockets(args []string) int {
+	fs := flag.NewFlagSet("sockets", flag.ContinueOnError)
+	addr := fs.String("addr", DefaultListen, "address of a running daemon's --listen")
+	var states statesFlag
+	var port portFlag
+	var pid pidFlag
+	fs.Var(&states, "state", "only sockets in this state (e.g. CLOSE_WAIT)")
+	fs.Var(&port, "port", "only sockets with this local or remote port")
+	fs.Var(&pid, "pid", "only sockets owned by this process")
+	jsonOut := fs.Bool("json", false, "print the API's JSON instead of a table")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: tcpstated sockets [flags]\n\nThe live socket table of a running daemon, oldest first, like ss -tanp with ages.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if len(states) > 1 {
+		return usageError(fs, "--state takes one state here")
+	}
+	q := url.Values{}
+	if len(states) == 1 {
+		q.Set("state", states[0].String())
+	}
+	if port != 0 {
+		q.Set("port", port.String())
+	}
+	if pid != 0 {
+		q.Set("pid", pid.String())
+	}
+	var resp struct {
+		Sockets []tracker.SocketView `json:"sockets"`
+	}
+	if err := getJSON(*addr, "/api/v1/sockets", q, &resp); err != nil {
+		fmt.Fprintf(os.Stderr, "tcpstated sockets: %v\n", err)
+		return 1
+	}
+	if *jsonOut {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(resp)
+		return 0
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATE\tLOCAL\tPEER\tAGE\tPID\tCOMM\tFD\tCOOKIE")
+	for _, s := range resp.Sockets {
+		fd := "-"
+		if s.FD != nil {
+			fd = strconv.Itoa(int(*s.FD))
+		}
+		age := formatAge(s.AgeS)
+		if s.AgeLowerBound {
+			age = ">" + age
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\n", s.State,
+			endpoint(s.Saddr, s.Sport), endpoint(s.Daddr, s.Dport), age, s.Pid, s.Comm, fd, s.Cookie)
+	}
+	tw.Flush()
+	return 0
+}
+
+func endpoint(addr string, port uint16) string {
+	if strings.Contains(addr, ":") {
+		return "[" + addr + "]:" + strconv.Itoa(int(port))
+	}
+	return addr + ":" + strconv.Itoa(int(port))
+}
+
+func formatAge(s float64) string {
+	d := time.Duration(s * float64(time.Second))
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}
+
+func cmdTop(args []string) int {
+	fs := flag.NewFlagSet("top", flag.ContinueOnError)
+	addr := fs.String("addr", DefaultListen, "address of a running daemon's --listen")
+	interval := fs.Duration("interval", 2*time.Second, "refresh interval")
+	iterations := fs.Int("n", 0, "stop after this many refreshes (0: until interrupted)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: tcpstated top [flags]\n\nPer-process sockets from a running daemon, worst CLOSE_WAIT leakers first, then TIME_WAIT.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if *interval < 100*time.Millisecond {
+		return usageError(fs, "--interval %v: want 100ms or more", *interval)
+	}
+	tty := isTerminal()
+	for i := 0; *iterations == 0 || i < *iterations; i++ {
+		if i > 0 {
+			time.Sleep(*interval)
+		}
+		var resp struct {
+			Processes []tracker.ProcessView `json:"processes"`
+		}
+		if err := getJSON(*addr, "/api/v1/processes", nil, &resp); err != nil {
+			fmt.Fprintf(os.Stderr, "tcpstated top: %v\n", err)
+			return 1
+		}
+		if tty {
+			fmt.Print("\033[H\033[2J")
+		}
+		printTop(os.Stdout, resp.Processes)
+	}
+	return 0
+}
+
+func printTop(w io.Writer, procs []tracker.ProcessView) {
+	fmt.Fprintf(w, "tcpstated top  %s  %d processes\n\n", time.Now().Format("15:04:05"), len(procs))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PID\tCOMM\tCW_LEAKED\tCLOSE_WAIT\tTIME_WAIT\tESTAB\tTW_MEAN\tTW_MAX\tCW_MAX\tSOCKETS")
+	for _, p := range procs {
+		total := 0
+		for _, n := range p.Sockets {
+			total += n
+		}
+		tw1 := p.Time[events.TimeWait.String()]
+		cw := p.Time[events.CloseWait.String()]
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d\n", p.Pid, p.Comm, p.CloseWaitLeaks, p.CloseWait,
+			p.TimeWait, p.Sockets[events.Established.String()], secs(tw1.MeanS, tw1.Count), secs(tw1.MaxS, tw1.Count),
+			secs(cw.MaxS, cw.Count), total)
+	}
+	tw.Flush()
+	_ = sort.Ints
+}
+
+func secs(v float64, n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	return formatAge(v)
+}
+
+func isTerminal() bool {
+	fi, err := os.Stdout.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

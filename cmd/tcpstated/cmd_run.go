@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/tcpstated/tcpstated/internal/daemon"
+	"github.com/tcpstated/tcpstated/internal/events"
+	"github.com/tcpstated/tcpstated/internal/tracker"
+)
+
+// DefaultListen is loopback only: the API names processes and peers.
+const DefaultListen = "127.0.0.1:9932"
+
+func cmdRun(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	var (
+		sinks    listFlag
+		states   statesFlag
+		family   familyFlag
+		port     portFlag
+		pid      pidFlag
+		ring     = sizeFlag(8 << 20)
+		format   = fs.String("format", "auto", "event format: json (one object per line), text (aligned), or auto: text on a terminal, json otherwise")
+		ready    = fs.String("ready-file", "", "write this file (pid and API address, JSON) once tracing has started")
+		listen   = fs.String("listen", DefaultListen, "HTTP address for /metrics, /api/v1 and /healthz; \"off\" to disable")
+		logLevel = fs.String("log-level", "info", "diagnostics on stderr: debug, info, warn, error")
+		maxSocks = fs.Int("max-sockets", 262144, "live socket table size; sockets past it are not tracked (counted)")
+		maxTW    = fs.Int("max-timewait", 0, "timewait sockets followed in the kernel (0: net.ipv4.tcp_max_tw_buckets)")
+		maxProcs = fs.Int("max-processes", 4096, "processes with per-process accounting; idle ones are evicted past it")
+		maxComms = fs.Int("max-comms", 256, "distinct comm label values in metrics; the rest count as \"other\"")
+		queue    = fs.Int("queue-len", 4096, "events queued per sink before that sink drops (counted)")
+		cwLimit  = fs.Duration("close-wait-threshold", 60*time.Second, "CLOSE_WAIT older than this is reported as a leak (0: never)")
+		fw1Limit = fs.Duration("fin-wait1-threshold", 60*time.Second, "FIN_WAIT1 older than this is reported as stuck (0: never)")
+		fw2Limit = fs.Duration("fin-wait2-threshold", 60*time.Second, "FIN_WAIT2 older than this is reported as stuck (0: never)")
+		twShare  = fs.Float64("time-wait-share", 0.5, "report time_wait_pressure when one process holds this share of the ephemeral port range in TIME_WAIT towards one peer")
+		pollIv   = fs.Duration("poll-interval", 50*time.Millisecond, "longest wait before queued events are read (the kernel wakes the reader sooner under load)")
+		scanIv   = fs.Duration("scan-interval", 10*time.Second, "how often file tables are walked to refresh owners and descriptors")
+	)
+	fs.Var(&sinks, "sink", "where events go, repeatable: stdout, file:/path, tcp://host:port, unix:///path, syslog://host:port, syslog+tcp://host:port, syslog:///dev/log (default stdout)")
+	fs.Var(&states, "state", "only transitions from or to these states, comma separated or repeated (e.g. CLOSE_WAIT,TIME_WAIT)")
+	fs.Var(&family, "family", "only ipv4 or ipv6")
+	fs.Var(&port, "port", "only sockets with this local or remote port")
+	fs.Var(&pid, "pid", "only sockets owned by this process")
+	fs.Var(&ring, "ring-size", "ring buffer size, a power of two (e.g. 8M)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: tcpstated [run] [flags]\n\nTrace every TCP state change until SIGINT or SIGTERM; SIGHUP reopens file sinks.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, "unexpected argument %q", fs.Arg(0))
+	}
+
+	lvl, err := zerolog.ParseLevel(*logLevel)
+	if err != nil || *logLevel == "" {
+		return usageError(fs, "--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	log := newLogger(lvl)
+
+	switch *format {
+	case "auto":
+		*format = "json"
+		if len(sinks) == 0 && isatty.IsTerminal(os.Stdout.Fd()) {
+			*format = "text"
+		}
+	case "json", "text":
+	default:
+		return usageError(fs, "--format %q: want json, text or auto", *format)
+	}
+	if r := int(ring); r < os.Getpagesize() || r&(r-1) != 0 {
+		return usageError(fs, "--ring-size %d: want a power of two of at least %d", r, os.Getpagesize())
+	}
+	for name, v := range map[string]int{"max-sockets": *maxSocks, "max-processes": *maxProcs, "max-comms": *maxComms, "queue-len": *queue} {
+		if v <= 0 || v > 1<<24 {
+			return usageError(fs, "--%s %d: want 1 to %d", name, v, 1<<24)
+		}
+	}
+	if *maxTW < 0 || *maxTW > 1<<24 {
+		return usageError(fs, "--max-timewait %d: want 0 to %d", *maxTW, 1<<24)
+	}
+	if *twShare <= 0 || *twShare > 1 {
+		return usageError(fs, "--time-wait-share %v: want a share above 0, at most 1", *twShare)
+	}
+	for name, v := range map[string]time.Duration{"close-wait-threshold": *cwLimit, "fin-wait1-threshold": *fw1Limit, "fin-wait2-threshold": *fw2Limit} {
+		if v < 0 {
+			return usageError(fs, "--%s %v: want a duration of 0 or more", name, v)
+		}
+	}
+	if *pollIv < time.Millisecond || *pollIv > 10*time.Second {
+		return usageError(fs, "--poll-interval %v: want 1ms to 10s", *pollIv)
+	}
+	if *scanIv < 100*time.Millisecond {
+		return usageError(fs, "--scan-interval %v: want 100ms or more", *scanIv)
+	}
+	if *listen == "off" {
+		*listen = ""
+	}
+	if *maxTW == 0 {
+		*maxTW = readSysctlInt("/proc/sys/net/ipv4/tcp_max_tw_buckets", 131072)
+		*maxTW = min(max(*maxTW, 1024), 1<<22)
+	}
+
+	opt := daemon.Options{
+		Format: *format, Sinks: sinks, ReadyFile: *ready, Listen: *listen,
+		Filter:       events.Filter{Pid: uint32(pid), Port: uint16(port), Family: events.Family(family), States: states},
+		RingBytes:    int(ring),
+		MaxTimeWait:  *maxTW,
+		QueueLen:     *queue,
+		PollInterval: *pollIv,
+		ScanInterval: *scanIv,
+		Tracker: tracker.Config{
+			MaxSockets: *maxSocks, MaxProcesses: *maxProcs, MaxComms: *maxComms,
+			CloseWaitThreshold: *cwLimit, FinWait1Threshold: *fw1Limit, FinWait2Threshold: *fw2Limit,
+			TimeWaitShare: *twShare, PortRange: portRange(),
+		},
+		Log: log,
+	}
+	d, err := daemon.Open(opt)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start tracing")
+		fmt.Fprintf(os.Stderr, "tcpstated: %v\n", err)
+		return 1
+	}
+	defer d.Close()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := d.Reopen(); err != nil {
+				log.Error().Err(err).Msg("reopening sinks")
+			} else {
+				log.Info().Msg("sinks reopened (SIGHUP)")
+			}
+		}
+	}()
+
+	log.Info().Str("format", *format).Strs("sinks", sinks).Msg("tracing TCP state changes")
+	sum, err := d.Run(ctx)
+	closeErr := d.Close()
+	log.Info().
+		Uint64("events", sum.Events).
+		Uint64("records", sum.Records).
+		Uint64("lost", sum.Lost).
+		Uints64("lost_per_cpu", sum.LostPerCPU).
+		Uint64("decode_errors", sum.DecodeErrors).
+		Uint64("sink_dropped", sum.SinkDropped).
+		Uint64("socket_table_full", sum.TableFull).
+		Msg("tcpstated stopped")
+	if err != nil {
+		log.Error().Err(err).Msg("tracing failed")
+		return 1
+	}
+	if closeErr != nil {
+		log.Error().Err(closeErr).Msg("closing sinks")
+	}
+	return 0
+}
+
+func usageError(fs *flag.FlagSet, format string, args ...any) int {
+	fmt.Fprintf(os.Stderr, "tcpstated %s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
+	fmt.Fprintf(os.Stderr, "Run 'tcpstated %s --help' for usage.\n", fs.Name())
+	return 2
+}
+
+// newLogger writes diagnostics to stderr: readable on a terminal, JSON
+// otherwise (journald, kubectl logs).
+func newLogger(lvl zerolog.Level) zerolog.Logger {
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	if isatty.IsTerminal(os.Stderr.Fd()) {
+		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"}).Level(lvl).With().Timestamp().Logger()
+	}
+	return zerolog.New(os.Stderr).Level(lvl).With().Timestamp().Logger()
+}
+
+func readSysctlInt(path string, def int) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return def
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return def
+	}
+	return n
+}
+
+// portRange is net.ipv4.ip_local_port_range, the ephemeral ports.
+func portRange() [2]uint16 {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return [2]uint16{32768, 60999}
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return [2]uint16{32768, 60999}
+	}
+	lo, err1 := strconv.ParseUint(f[0], 10, 16)
+	hi, err2 := strconv.ParseUint(f[1], 10, 16)
+	if err1 != nil || err2 != nil || lo > hi {
+		return [2]uint16{32768, 60999}
+	}
+	return [2]uint16{uint16(lo), uint16(hi)}
+}

@@ -1,0 +1,195 @@
+package churn
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Mode picks how clients and servers talk to the kernel.
+type Mode string
+
+const (
+	// Raw uses blocking golang.org/x/sys/unix syscalls on locked OS
+	// threads (clients) and per-thread epoll loops (servers).
+	Raw Mode = "raw"
+	// Net uses the net package: non-blocking sockets and the netpoller.
+	Net Mode = "net"
+)
+
+// Config describes one churn run.
+type Config struct {
+	Duration   time.Duration
+	Clients    int  // client workers (threads in Raw mode, goroutines in Net)
+	Servers    int  // server threads, each with its own listener (Raw only)
+	ServerPort int  // 0: the kernel picks one
+	Sources    int  // distinct 127.x.y.z client addresses to rotate over
+	WriteBytes int  // bytes each client writes before closing (0: none)
+	Mode       Mode // for clients and server alike
+	// DrainTimeout bounds the wait, after the clients stop, for the server
+	// to close every connection the clients completed.
+	DrainTimeout time.Duration
+}
+
+// Result is what one run did. The first four fields are the contract with
+// the bench driver.
+type Result struct {
+	Connections int64   `json:"connections"` // client connected and closed first
+	Failed      int64   `json:"failed"`      // connect (or socket/bind) failures
+	Seconds     float64 `json:"seconds"`     // from the first client start to the last client stop
+	Rate        float64 `json:"rate"`        // connections per second
+
+	Accepted     int64  `json:"accepted"`      // server side
+	ServerClosed int64  `json:"server_closed"` // server read EOF, then closed
+	ServerResets int64  `json:"server_resets"` // server saw an error instead of EOF
+	ServerPort   int    `json:"server_port"`
+	Mode         Mode   `json:"mode"`
+	Clients      int    `json:"clients"`
+	Servers      int    `json:"servers"`
+	FirstError   string `json:"first_error,omitempty"`
+}
+
+func (c *Config) check() error {
+	switch {
+	case c.Duration <= 0:
+		return errors.New("duration must be positive")
+	case c.Clients < 1 || c.Servers < 1:
+		return errors.New("need at least one client and one server")
+	case c.Sources < 1 || c.Sources > MaxSources:
+		return fmt.Errorf("sources must be within 1..%d", MaxSources)
+	case c.Mode != Raw && c.Mode != Net:
+		return fmt.Errorf("unknown mode %q (raw or net)", c.Mode)
+	}
+	return nil
+}
+
+// Run starts the server, runs the clients for cfg.Duration, waits for the
+// server to close every connection the clients completed, and reports.
+// Every connection it counts went through exactly the ten kernel state
+// changes of a client-closes-first connection.
+func Run(cfg Config) (Result, error) {
+	if err := cfg.check(); err != nil {
+		return Result{}, err
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	var (
+		count      counters
+		stopServer atomic.Bool
+		servers    sync.WaitGroup
+	)
+	port, closeServer, err := startServer(&cfg, &count, &stopServer, &servers)
+	if err != nil {
+		return Result{}, err
+	}
+
+	payload := make([]byte, cfg.WriteBytes)
+	client := rawClient
+	if cfg.Mode == Net {
+		client = netClient
+	}
+	var stopClients atomic.Bool
+	var clients sync.WaitGroup
+	start := time.Now()
+	timer := time.AfterFunc(cfg.Duration, func() { stopClients.Store(true) })
+	for i := range cfg.Clients {
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			client(i, cfg.Clients, cfg.Sources, port, payload, &stopClients, &count)
+		}()
+	}
+	clients.Wait()
+	elapsed := time.Since(start).Seconds()
+	timer.Stop()
+
+	// The tracer counts server-side transitions too: leave only when the
+	// server has closed every connection the clients completed.
+	deadline := time.Now().Add(cfg.DrainTimeout)
+	for count.closed.Load()+count.resets.Load() < count.completed.Load() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopServer.Store(true)
+	closeServer()
+	servers.Wait()
+
+	r := Result{
+		Connections:  count.completed.Load(),
+		Failed:       count.failed.Load(),
+		Seconds:      elapsed,
+		Accepted:     count.accepted.Load(),
+		ServerClosed: count.closed.Load(),
+		ServerResets: count.resets.Load(),
+		ServerPort:   port,
+		Mode:         cfg.Mode,
+		Clients:      cfg.Clients,
+		Servers:      cfg.Servers,
+		FirstError:   count.firstError(),
+	}
+	if elapsed > 0 {
+		r.Rate = float64(r.Connections) / elapsed
+	}
+	if err := count.serverError(); err != nil {
+		return r, fmt.Errorf("server: %w", err)
+	}
+	if r.ServerClosed != r.Connections {
+		return r, fmt.Errorf("server closed %d connections after EOF, clients completed %d",
+			r.ServerClosed, r.Connections)
+	}
+	return r, nil
+}
+
+// listenBacklog is the accept queue per listener; the kernel caps it at
+// net.core.somaxconn.
+const listenBacklog = 65535
+
+// startServer starts the server workers and returns the port and a
+// function that closes the listeners once the workers are told to stop.
+func startServer(cfg *Config, count *counters, stop *atomic.Bool, wg *sync.WaitGroup) (int, func(), error) {
+	if cfg.Mode == Net {
+		l, err := netListen(cfg.ServerPort)
+		if err != nil {
+			return 0, nil, err
+		}
+		for range cfg.Servers {
+			wg.Add(1)
+			go func() { defer wg.Done(); netServe(l, count, stop) }()
+		}
+		return l.Addr().(*net.TCPAddr).Port, func() { l.Close() }, nil
+	}
+	port := cfg.ServerPort
+	var fds []int
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	for range cfg.Servers {
+		fd, bound, err := Listen(port, true, true, listenBacklog)
+		if err != nil {
+			closeAll()
+			return 0, nil, err
+		}
+		port = bound // the others share the first one's port
+		fds = append(fds, fd)
+	}
+	for _, fd := range fds {
+		s := &rawServer{listenFD: fd, stop: stop, count: count}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.run(); err != nil {
+				count.serverFailed(err)
+			}
+		}()
+	}
+	// Raw server threads close their listeners' descriptors only after
+	// they stopped polling them.
+	return port, func() { wg.Wait(); closeAll() }, nil
+}

@@ -1,0 +1,76 @@
+package churn
+
+import (
+	"context"
+	"net"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// failurePause keeps a client that cannot connect (server gone, ports
+// exhausted) from spinning and starving the run it is measuring.
+const failurePause = time.Millisecond
+
+// rawClient is one client thread: connect, optionally write, close first,
+// repeat, with plain blocking syscalls. On loopback a blocking connect
+// returns once the whole handshake ran in this thread's softirq, so one
+// thread per CPU keeps the kernel busy with no scheduler in between.
+func rawClient(first, stride, sources, port int, payload []byte, stop *atomic.Bool, count *counters) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for i := first; !stop.Load(); i += stride {
+		fd, err := Dial(SourceAddr(i%sources), port)
+		if err != nil {
+			count.fail(err)
+			time.Sleep(failurePause)
+			continue
+		}
+		if len(payload) > 0 {
+			unix.Write(fd, payload)
+		}
+		unix.Close(fd) // client closes first: ESTABLISHED -> FIN_WAIT1
+		count.completed.Add(1)
+	}
+}
+
+// netClient is the same loop through the net package (non-blocking
+// sockets and the runtime's netpoller), for comparison.
+func netClient(first, stride, sources, port int, payload []byte, stop *atomic.Bool, count *counters) {
+	dst := net.JoinHostPort(net.IP(ServerAddr[:]).String(), strconv.Itoa(port))
+	for i := first; !stop.Load(); i += stride {
+		src := SourceAddr(i % sources)
+		d := net.Dialer{
+			LocalAddr: &net.TCPAddr{IP: net.IP(src[:])},
+			Control:   bindAddressNoPort,
+		}
+		d.SetMultipathTCP(false)
+		c, err := d.DialContext(context.Background(), "tcp4", dst)
+		if err != nil {
+			count.fail(err)
+			time.Sleep(failurePause)
+			continue
+		}
+		if len(payload) > 0 {
+			c.Write(payload)
+		}
+		c.Close()
+		count.completed.Add(1)
+	}
+}
+
+// bindAddressNoPort runs before the Dialer's bind; see Dial for why.
+func bindAddressNoPort(_, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}

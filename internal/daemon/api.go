@@ -1,0 +1,144 @@
+package daemon
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tcpstated/tcpstated/internal/events"
+	"github.com/tcpstated/tcpstated/internal/tracker"
+)
+
+// maxRows bounds one /api/v1/sockets answer unless ?limit= says less.
+const maxRows = 100000
+
+func (d *Daemon) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", d.handleHealth)
+	mux.HandleFunc("GET /api/v1/sockets", d.handleSockets)
+	mux.HandleFunc("GET /api/v1/processes", d.handleProcesses)
+	mux.HandleFunc("GET /metrics", d.handleMetrics)
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func badRequest(w http.ResponseWriter, format string, args ...any) {
+	writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+// Health says whether tracing runs and what it cannot see.
+type Health struct {
+	Status        string   `json:"status"`
+	UptimeS       float64  `json:"uptime_s"`
+	Records       uint64   `json:"records"`
+	Events        uint64   `json:"events"`
+	Lost          uint64   `json:"lost"`
+	DecodeErrors  uint64   `json:"decode_errors"`
+	Sockets       int      `json:"sockets"`
+	SocketsMax    int      `json:"sockets_max"`
+	TableFull     uint64   `json:"socket_table_full"`
+	TimeWaitTable uint64   `json:"timewait_table_full"`
+	Warnings      []string `json:"warnings,omitempty"`
+}
+
+func (d *Daemon) health() Health {
+	st := d.trk.Stats()
+	h := Health{
+		Status: "ok", UptimeS: time.Since(d.started).Seconds(),
+		Records: d.records.Load(), Events: d.emitted.Load(), DecodeErrors: d.badRecs.Load(),
+		Sockets: st.Sockets, SocketsMax: st.SocketsMax, TableFull: st.TableFull,
+	}
+	if c, err := d.tracer.Counters(); err == nil {
+		h.Lost, h.TimeWaitTable = c.Lost, c.TimeWaitFull
+	}
+	if w := d.tracer.TimeWaitUnavailable(); w != nil {
+		h.Warnings = append(h.Warnings, w.Error())
+	}
+	if h.Lost > 0 || h.TableFull > 0 || h.TimeWaitTable > 0 {
+		h.Status = "degraded"
+	}
+	return h
+}
+
+func (d *Daemon) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, d.health())
+}
+
+// parseQuery reads ?state=&pid=&port=&limit=, rejecting anything else.
+func parseQuery(r *http.Request) (tracker.Query, error) {
+	q := tracker.Query{Limit: maxRows}
+	for key, vals := range r.URL.Query() {
+		if len(vals) != 1 {
+			return q, fmt.Errorf("%s given %d times", key, len(vals))
+		}
+		v := vals[0]
+		switch key {
+		case "state":
+			st, ok := events.ParseState(v)
+			if !ok {
+				return q, fmt.Errorf("state %q: want one of %s", v, strings.Join(events.StateNames(), ", "))
+			}
+			q.State = st
+		case "pid":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 {
+				return q, fmt.Errorf("pid %q: want a process id", v)
+			}
+			q.Pid = uint32(n)
+		case "port":
+			n, err := strconv.ParseUint(v, 10, 16)
+			if err != nil || n == 0 {
+				return q, fmt.Errorf("port %q: want 1-65535", v)
+			}
+			q.Port = uint16(n)
+		case "limit":
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 || n > maxRows {
+				return q, fmt.Errorf("limit %q: want 1-%d", v, maxRows)
+			}
+			q.Limit = n
+		default:
+			return q, fmt.Errorf("unknown parameter %q (state, pid, port, limit)", key)
+		}
+	}
+	return q, nil
+}
+
+func (d *Daemon) handleSockets(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r)
+	if err != nil {
+		badRequest(w, "%v", err)
+		return
+	}
+	// Descriptors move (accept, fork, close): look again, at most 1/s.
+	if err := d.scanFiles(false); err != nil {
+		d.log.Warn().Err(err).Msg("file table walk failed")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sockets": d.trk.Sockets(q, d.clock.Wall)})
+}
+
+func (d *Daemon) handleProcesses(w http.ResponseWriter, r *http.Request) {
+	if len(r.URL.Query()) > 0 {
+		badRequest(w, "/api/v1/processes takes no parameters")
+		return
+	}
+	if err := d.scanFiles(false); err != nil {
+		d.log.Warn().Err(err).Msg("file table walk failed")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"processes": d.trk.Processes()})
+}
+
+func (d *Daemon) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	d.writeMetrics(w)
+}

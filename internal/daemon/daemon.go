@@ -1,0 +1,306 @@
+// Package daemon wires the stages: kernel -> ring buffer -> decode ->
+// track -> sinks, plus the HTTP API and the periodic work.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tcpstated/tcpstated/internal/events"
+	"github.com/tcpstated/tcpstated/internal/sink"
+	"github.com/tcpstated/tcpstated/internal/tracker"
+)
+
+// Options are the daemon's settings, from flags.
+type Options struct {
+	Format    string   // json or text
+	Sinks     []string // sink URLs
+	Filter    events.Filter
+	ReadyFile string
+	Listen    string // "" disables the HTTP server
+
+	RingBytes    int
+	MaxTimeWait  int
+	QueueLen     int
+	PollInterval time.Duration // ring buffer and timewait poll
+	ScanInterval time.Duration // file tables walk
+	Tracker      tracker.Config
+
+	Log zerolog.Logger
+}
+
+// Summary is what the daemon says when it stops.
+type Summary struct {
+	Events       uint64 // reports written
+	Records      uint64 // ring-buffer records read
+	Lost         uint64 // ring buffer full in the kernel
+	LostPerCPU   []uint64
+	DecodeErrors uint64
+	SinkDropped  uint64
+	TableFull    uint64
+}
+
+// Daemon is one running tracer.
+type Daemon struct {
+	opt     Options
+	log     zerolog.Logger
+	tracer  *events.Tracer
+	trk     *tracker.Tracker
+	clock   *events.Clock
+	fanout  *sink.Fanout
+	write   func(*tracker.Report)
+	emitted atomic.Uint64
+	records atomic.Uint64
+	badRecs atomic.Uint64
+	lost    uint64 // last logged value of the kernel's lost counter
+
+	scanMu   sync.Mutex
+	lastScan time.Time
+	srv      *http.Server
+	addr     string
+	started  time.Time
+}
+
+// Open loads the tracer, takes the start-up snapshot and opens sinks.
+// Nothing is written until Run.
+func Open(opt Options) (*Daemon, error) {
+	d := &Daemon{opt: opt, log: opt.Log, clock: events.NewClock(), started: time.Now()}
+	if len(opt.Sinks) == 0 {
+		opt.Sinks = []string{"stdout"}
+	}
+	var sinks []sink.Sink
+	for _, u := range opt.Sinks {
+		s, err := sink.Open(u, sink.Options{QueueLen: opt.QueueLen, Logger: d.log, FileMode: 0o640})
+		if err != nil {
+			for _, o := range sinks {
+				o.Close()
+			}
+			return nil, fmt.Errorf("--sink %q: %w", u, err)
+		}
+		sinks = append(sinks, s)
+	}
+	d.fanout = sink.NewFanout(sinks...)
+
+	tr, err := events.Open(events.Config{
+		Filter:      opt.Filter,
+		RingBytes:   opt.RingBytes,
+		MaxTimeWait: opt.MaxTimeWait,
+	})
+	if err != nil {
+		d.fanout.Close()
+		return nil, err
+	}
+	d.tracer = tr
+	if w := tr.TimeWaitUnavailable(); w != nil {
+		d.log.Warn().Err(w).Msg("TIME_WAIT entries and exits will not be reported")
+	} else if hz, err := tr.MeasureHZ(100 * time.Millisecond); err != nil {
+		d.log.Warn().Err(err).Msg("kernel tick rate unknown: FIN_WAIT2 -> TIME_WAIT switches seen late are dated when seen")
+	} else {
+		d.log.Debug().Uint32("hz", hz).Msg("kernel tick rate")
+	}
+
+	d.trk = tracker.New(opt.Tracker, events.MonotonicNow)
+	var out interface{ Write(*tracker.Report) }
+	if opt.Format == "text" {
+		out = newTextOut(d.fanout, d.clock.Wall)
+	} else {
+		out = newJSONOut(d.fanout, d.clock.Wall)
+	}
+	d.write = func(r *tracker.Report) {
+		if match(&d.opt.Filter, r) {
+			out.Write(r)
+			d.emitted.Add(1)
+		}
+	}
+
+	// What existed before us: sockets first, so owners attach to rows.
+	n := 0
+	if err := tr.Sockets(func(ev *events.Event) { d.trk.Apply(ev, d.write); n++ }); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("start-up socket snapshot: %w", err)
+	}
+	if err := d.scanFiles(true); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("start-up file table walk: %w", err)
+	}
+	d.log.Info().Int("sockets", n).Msg("found existing TCP sockets")
+
+	if opt.Listen != "" {
+		if err := d.serve(opt.Listen); err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// Addr is where the HTTP server listens, or "".
+func (d *Daemon) Addr() string { return d.addr }
+
+// scanFiles walks every process's file table, at most once a second
+// unless forced.
+func (d *Daemon) scanFiles(force bool) error {
+	d.scanMu.Lock()
+	defer d.scanMu.Unlock()
+	if !force && time.Since(d.lastScan) < time.Second {
+		return nil
+	}
+	d.lastScan = time.Now()
+	d.trk.BeginFileScan()
+	err := d.tracer.Files(d.trk.ApplyFile)
+	d.trk.EndFileScan()
+	return err
+}
+
+// Run streams until ctx ends, then drains and returns the summary.
+func (d *Daemon) Run(ctx context.Context) (Summary, error) {
+	if d.opt.ReadyFile != "" {
+		ready, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "listen": d.addr})
+		if err := os.WriteFile(d.opt.ReadyFile, append(ready, '\n'), 0o644); err != nil {
+			return Summary{}, fmt.Errorf("--ready-file: %w", err)
+		}
+	}
+	go func() {
+		<-ctx.Done()
+		d.tracer.Stop() // detach, then let Poll drain what is left
+	}()
+
+	poll := d.opt.PollInterval
+	if poll <= 0 {
+		poll = 50 * time.Millisecond
+	}
+	scanEvery := d.opt.ScanInterval
+	if scanEvery <= 0 {
+		scanEvery = 10 * time.Second
+	}
+	var ev events.Event
+	apply := func(ev *events.Event) {
+		d.records.Add(1)
+		d.trk.Apply(ev, d.write)
+	}
+	bad := func(err error) {
+		if d.badRecs.Add(1) == 1 {
+			d.log.Error().Err(err).Msg("undecodable ring-buffer record (counted, further ones not logged)")
+		}
+	}
+	now := time.Now()
+	nextTW, nextTick, nextScan, nextSync := now, now.Add(time.Second), now.Add(scanEvery), now.Add(10*time.Second)
+	var runErr error
+	for {
+		err := d.tracer.Poll(poll, &ev, apply, bad)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			runErr = err
+			break
+		}
+		now = time.Now()
+		if now.After(nextTW) {
+			nextTW = now.Add(poll * 2)
+			if err := d.tracer.PollTimeWaits(); err != nil {
+				d.log.Error().Err(err).Msg("timewait poll failed")
+			}
+		}
+		if now.After(nextScan) || (now.After(nextTick) && d.trk.HasPendingFindings()) {
+			nextScan = now.Add(scanEvery)
+			if err := d.scanFiles(false); err != nil {
+				d.log.Error().Err(err).Msg("file table walk failed")
+			}
+		}
+		if now.After(nextTick) {
+			nextTick = now.Add(time.Second)
+			d.trk.Tick(d.write)
+			d.checkLoss()
+		}
+		if now.After(nextSync) {
+			nextSync = now.Add(10 * time.Second)
+			d.clock.Sync()
+		}
+	}
+	sum := d.summary()
+	return sum, runErr
+}
+
+// checkLoss logs, at most once a second, records the kernel could not queue.
+func (d *Daemon) checkLoss() {
+	c, err := d.tracer.Counters()
+	if err != nil {
+		return
+	}
+	if c.Lost > d.lost {
+		d.log.Warn().Uint64("lost", c.Lost-d.lost).Uint64("lost_total", c.Lost).
+			Uints64("lost_per_cpu", c.LostPerCPU).
+			Msg("ring buffer full: records lost (raise --ring-size)")
+		d.lost = c.Lost
+	}
+	if c.TimeWaitFull > 0 || c.StorageFull > 0 || c.WatchFull > 0 {
+		d.log.Debug().Uint64("timewait_table_full", c.TimeWaitFull).Uint64("storage_full", c.StorageFull).
+			Uint64("watch_full", c.WatchFull).Msg("kernel tables full")
+	}
+}
+
+func (d *Daemon) summary() Summary {
+	s := Summary{Events: d.emitted.Load(), Records: d.records.Load(), DecodeErrors: d.badRecs.Load()}
+	if c, err := d.tracer.Counters(); err == nil {
+		s.Lost, s.LostPerCPU = c.Lost, c.LostPerCPU
+	}
+	for _, sk := range d.fanout.Sinks() {
+		s.SinkDropped += sk.Stats().Dropped
+	}
+	s.TableFull = d.trk.Stats().TableFull
+	return s
+}
+
+// Reopen reopens file sinks (SIGHUP, for logrotate).
+func (d *Daemon) Reopen() error { return d.fanout.Reopen() }
+
+// Close stops the HTTP server, flushes sinks and unloads the programs.
+func (d *Daemon) Close() error {
+	if d.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		d.srv.Shutdown(ctx)
+		cancel()
+	}
+	var err error
+	if d.fanout != nil {
+		err = d.fanout.Close()
+	}
+	if d.tracer != nil {
+		d.tracer.Close()
+	}
+	return err
+}
+
+func (d *Daemon) serve(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", addr, err)
+	}
+	d.addr = ln.Addr().String()
+	d.srv = &http.Server{
+		Handler:           d.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	go func() {
+		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error().Err(err).Msg("HTTP server stopped")
+		}
+	}()
+	d.log.Info().Str("listen", d.addr).Msg("serving /metrics and /api/v1")
+	return nil
+}

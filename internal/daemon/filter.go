@@ -1,0 +1,40 @@
+package daemon
+
+import (
+	"github.com/tcpstated/tcpstated/internal/events"
+	"github.com/tcpstated/tcpstated/internal/tracker"
+)
+
+// match applies the user's filters to a report in user space: the kernel
+// filters what it can, but owners learned later and derived timewait
+// events are only known here.
+func match(f *events.Filter, r *tracker.Report) bool {
+	ev := r.Ev
+	if f.Pid != 0 && ev.Pid != f.Pid {
+		return false
+	}
+	if f.Port != 0 && ev.Sport != f.Port && ev.Dport != f.Port {
+		return false
+	}
+	if f.Family != 0 && ev.Family != f.Family {
+		return false
+	}
+	if len(f.States) > 0 {
+		st := []events.State{ev.Old, ev.New}
+		if r.Kind != tracker.ReportState {
+			st = []events.State{r.State}
+			if r.Kind == tracker.ReportTimeWaitPressure {
+				st = []events.State{events.TimeWait}
+			}
+		}
+		for _, want := range f.States {
+			for _, s := range st {
+				if s == want {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return true
+}

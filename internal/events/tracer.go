@@ -1,0 +1,325 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Filter selects transitions in the kernel; zero values select all.
+type Filter struct {
+	Pid    uint32  // owning process
+	Port   uint16  // either end
+	Family Family  // 0: both
+	States []State // either side of the transition
+}
+
+// Config sizes and tunes the tracer.
+type Config struct {
+	Filter Filter
+	// RingBytes is the ring buffer size: a power of two, a multiple of
+	// the page size.
+	RingBytes int
+	// MaxTimeWait bounds the table of timewait sockets followed in the
+	// kernel; past it, TIME_WAIT exits go unseen (counted).
+	MaxTimeWait int
+	// WakeupBytes: the kernel wakes the reader once this much is queued;
+	// below it the reader finds records on its own poll interval.
+	WakeupBytes int
+	// Kallsyms is read for tw_timer_handler; empty means /proc/kallsyms.
+	Kallsyms string
+}
+
+// Tracer owns the loaded programs, their links and the ring-buffer reader.
+type Tracer struct {
+	objs   tcpstatedObjects
+	links  []link.Link
+	ring   *ringbuf.Reader
+	rec    ringbuf.Record
+	hz     uint32
+	twWarn error
+	closed bool
+}
+
+// TimeWaitUnavailable says why TIME_WAIT cannot be followed, or nil.
+func (t *Tracer) TimeWaitUnavailable() error { return t.twWarn }
+
+// HZ is the kernel's tick rate, as measured at start.
+func (t *Tracer) HZ() uint32 { return t.hz }
+
+// Open checks the system, loads and attaches every program.
+func Open(cfg Config) (*Tracer, error) {
+	if err := Preflight(); err != nil {
+		return nil, err
+	}
+	if cfg.RingBytes <= 0 {
+		cfg.RingBytes = 8 << 20
+	}
+	if cfg.MaxTimeWait <= 0 {
+		cfg.MaxTimeWait = 131072
+	}
+	if cfg.WakeupBytes <= 0 {
+		cfg.WakeupBytes = cfg.RingBytes / 8
+	}
+	if cfg.Kallsyms == "" {
+		cfg.Kallsyms = "/proc/kallsyms"
+	}
+	spec, err := loadTcpstated()
+	if err != nil {
+		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
+	}
+	t := &Tracer{}
+	twFn, err := KernelSymbol(cfg.Kallsyms, "tw_timer_handler")
+	if err != nil {
+		t.twWarn = fmt.Errorf("TIME_WAIT cannot be followed: %w", err)
+	}
+	var states uint32
+	for _, s := range cfg.Filter.States {
+		states |= 1 << s
+	}
+	set := map[string]any{
+		"filter_pid":    cfg.Filter.Pid,
+		"filter_port":   cfg.Filter.Port,
+		"filter_family": uint8(cfg.Filter.Family),
+		"filter_states": states,
+		"tw_timer_fn":   twFn,
+		"wakeup_bytes":  uint64(cfg.WakeupBytes),
+	}
+	for name, v := range set {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	spec.Maps["events"].MaxEntries = uint32(cfg.RingBytes)
+	spec.Maps["timewaits"].MaxEntries = uint32(cfg.MaxTimeWait)
+	spec.Maps["tw_watch"].MaxEntries = uint32(max(cfg.MaxTimeWait/2, 1024))
+
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		return nil, explainLoad(err)
+	}
+	attach := []*ebpf.Program{t.objs.OnState}
+	if twFn != 0 {
+		attach = append(attach, t.objs.OnTimerStart, t.objs.OnTimerCancel, t.objs.OnTimerExpire)
+	}
+	// The state program goes last: a timewait socket born after it must
+	// find the timer programs already in place.
+	for i := len(attach) - 1; i >= 0; i-- {
+		l, err := link.AttachTracing(link.TracingOptions{Program: attach[i], AttachType: ebpf.AttachTraceRawTp})
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("attaching %s: %w", attach[i], explainLoad(err))
+		}
+		t.links = append(t.links, l)
+	}
+	t.ring, err = ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("opening the ring buffer: %w", err)
+	}
+	return t, nil
+}
+
+// explainLoad turns a loader error into one that says what to do.
+func explainLoad(err error) error {
+	var ve *ebpf.VerifierError
+	switch {
+	case errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("%w: loading BPF needs CAP_BPF and CAP_PERFMON (run as root)", err)
+	case errors.As(err, &ve):
+		return fmt.Errorf("the kernel's verifier rejected a program (is the kernel >= %d.%d?): %+v",
+			MinKernel[0], MinKernel[1], ve)
+	case errors.Is(err, ebpf.ErrNotSupported):
+		return fmt.Errorf("%w: this kernel lacks a BPF feature tcpstated needs (kernel >= %d.%d with BTF)",
+			err, MinKernel[0], MinKernel[1])
+	}
+	return err
+}
+
+// Poll waits up to interval for records (less when the kernel wakes it),
+// then hands every queued record to fn. It returns io.EOF once the
+// tracer is stopped and drained.
+func (t *Tracer) Poll(interval time.Duration, ev *Event, fn func(*Event), bad func(error)) error {
+	t.ring.SetDeadline(time.Now().Add(interval))
+	for {
+		err := t.ring.ReadInto(&t.rec)
+		switch {
+		case err == nil:
+			if derr := Decode(t.rec.RawSample, ev); derr != nil {
+				bad(derr)
+				continue
+			}
+			fn(ev)
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil
+		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed):
+			return io.EOF
+		default:
+			return err
+		}
+	}
+}
+
+// Stop detaches every program, so nothing new is recorded, and makes
+// Poll return what is left followed by io.EOF.
+func (t *Tracer) Stop() error {
+	for _, l := range t.links {
+		l.Close()
+	}
+	t.links = nil
+	if t.ring != nil {
+		return t.ring.Flush()
+	}
+	return nil
+}
+
+// Close releases everything.
+func (t *Tracer) Close() error {
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	for _, l := range t.links {
+		l.Close()
+	}
+	if t.ring != nil {
+		t.ring.Close()
+	}
+	return t.objs.Close()
+}
+
+// Counters is what the kernel side counted, summed over CPUs.
+type Counters struct {
+	Records, Lost, StorageFull, TimeWaitFull, WatchFull, Filtered uint64
+	// LostPerCPU is Lost by CPU.
+	LostPerCPU []uint64
+}
+
+// Counters reads the per-CPU counters.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	read := func(idx uint32) (uint64, []uint64, error) {
+		var per []uint64
+		if err := t.objs.Counters.Lookup(idx, &per); err != nil {
+			return 0, nil, fmt.Errorf("reading counter %d: %w", idx, err)
+		}
+		var sum uint64
+		for _, v := range per {
+			sum += v
+		}
+		return sum, per, nil
+	}
+	var err error
+	dst := []*uint64{&c.Records, &c.Lost, &c.StorageFull, &c.TimeWaitFull, &c.WatchFull, &c.Filtered}
+	for i, p := range dst {
+		var per []uint64
+		if *p, per, err = read(uint32(i)); err != nil {
+			return c, err
+		}
+		if i == 1 {
+			c.LostPerCPU = per
+		}
+	}
+	return c, nil
+}
+
+// runIter attaches an iterator program, reads it to the end and decodes
+// every record. The programs write whole records, so a short read is a bug.
+func runIter(prog *ebpf.Program, m *ebpf.Map, fn func(*Event)) error {
+	it, err := link.AttachIter(link.IterOptions{Program: prog, Map: m})
+	if err != nil {
+		return fmt.Errorf("attaching iterator %s: %w", prog, explainLoad(err))
+	}
+	defer it.Close()
+	rd, err := it.Open()
+	if err != nil {
+		return fmt.Errorf("opening iterator %s: %w", prog, err)
+	}
+	defer rd.Close()
+	data, err := io.ReadAll(rd)
+	if err != nil {
+		return fmt.Errorf("reading iterator %s: %w", prog, err)
+	}
+	if len(data)%RecordSize != 0 {
+		return fmt.Errorf("iterator %s: %d bytes is not a whole number of records", prog, len(data))
+	}
+	var ev Event
+	for off := 0; off < len(data); off += RecordSize {
+		if err := Decode(data[off:off+RecordSize], &ev); err != nil {
+			return fmt.Errorf("iterator %s: %w", prog, err)
+		}
+		fn(&ev)
+	}
+	return nil
+}
+
+// Sockets walks every TCP socket of the daemon's network namespace,
+// timewait ones included (KindSocket events).
+func (t *Tracer) Sockets(fn func(*Event)) error {
+	return runIter(t.objs.SnapshotSockets, nil, fn)
+}
+
+// Files walks every process's file table for TCP sockets (KindFile events).
+func (t *Tracer) Files(fn func(*Event)) error {
+	return runIter(t.objs.SnapshotFiles, nil, fn)
+}
+
+// PollTimeWaits finds substate switches and early ends of timewait
+// sockets; what it finds arrives through the ring buffer.
+func (t *Tracer) PollTimeWaits() error {
+	return runIter(t.objs.PollTimewaits, t.objs.TwWatch, func(*Event) {})
+}
+
+// MeasureHZ finds the kernel's tick rate from two clock samples taken by
+// the poll iterator, and gives it to the BPF programs, which need it to
+// date substate switches from timer expiries.
+func (t *Tracer) MeasureHZ(gap time.Duration) (uint32, error) {
+	sample := func() (j, ns uint64, err error) {
+		if err = t.PollTimeWaits(); err != nil {
+			return
+		}
+		if err = t.objs.ClockJiffies.Get(&j); err != nil {
+			return
+		}
+		err = t.objs.ClockNs.Get(&ns)
+		return
+	}
+	j1, n1, err := sample()
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(gap)
+	j2, n2, err := sample()
+	if err != nil {
+		return 0, err
+	}
+	hz := snapHZ(float64(j2-j1) * 1e9 / float64(n2-n1))
+	if hz == 0 {
+		return 0, fmt.Errorf("kernel tick rate not one of 100, 250, 300, 1000 (measured %d ticks in %d ns)", j2-j1, n2-n1)
+	}
+	if err := t.objs.Hz.Set(hz); err != nil {
+		return 0, fmt.Errorf("setting hz: %w", err)
+	}
+	t.hz = hz
+	return hz, nil
+}
+
+func snapHZ(measured float64) uint32 {
+	for _, hz := range []float64{100, 250, 300, 1000} {
+		if measured > hz*0.9 && measured < hz*1.1 {
+			return uint32(hz)
+		}
+	}
+	return 0
+}
+
+// ProgramNames lists the loaded programs, for logs.
+func (t *Tracer) ProgramNames() string {
+	return strings.Join([]string{"tp_btf/inet_sock_set_state", "tp_btf/timer_start", "tp_btf/timer_cancel", "tp_btf/timer_expire_entry"}, ", ")
+}

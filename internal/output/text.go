@@ -1,0 +1,115 @@
+package output
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/tcpstated/tcpstated/internal/tracker"
+)
+
+// Text writes one aligned line per report, for a person at a terminal.
+type Text struct {
+	w    io.Writer
+	wall func(uint64) time.Time
+	buf  []byte
+	n    int
+}
+
+// TextHeader names the columns.
+const TextHeader = "TIME            PID     COMM             LOCAL                  REMOTE                 TRANSITION                 DURATION\n"
+
+// NewText writes to w.
+func NewText(w io.Writer, wall func(uint64) time.Time) *Text {
+	return &Text{w: w, wall: wall, buf: make([]byte, 0, 256)}
+}
+
+func pad(b []byte, width int, from int) []byte {
+	for len(b)-from < width {
+		b = append(b, ' ')
+	}
+	return append(b, ' ')
+}
+
+// Write renders one report.
+func (t *Text) Write(r *tracker.Report) {
+	if t.n%40 == 0 {
+		io.WriteString(t.w, TextHeader)
+	}
+	t.n++
+	ev := r.Ev
+	b := t.buf[:0]
+	b = t.wall(r.Mono).AppendFormat(b, "15:04:05.000000")
+	b = append(b, ' ', ' ')
+	start := len(b)
+	if ev.Pid != 0 {
+		b = strconv.AppendUint(b, uint64(ev.Pid), 10)
+	} else {
+		b = append(b, '?')
+	}
+	b = pad(b, 7, start)
+	start = len(b)
+	b = append(b, ev.Comm.Bytes()...)
+	b = pad(b, 16, start)
+	start = len(b)
+	b = appendEndpoint(b, ev.Saddr.String(), ev.Sport, ev.Family == 6)
+	b = pad(b, 22, start)
+	start = len(b)
+	b = appendEndpoint(b, ev.Daddr.String(), ev.Dport, ev.Family == 6)
+	b = pad(b, 22, start)
+	start = len(b)
+	switch r.Kind {
+	case tracker.ReportState:
+		b = append(b, ev.Old.String()...)
+		b = append(b, " -> "...)
+		b = append(b, ev.New.String()...)
+		b = pad(b, 26, start)
+		if r.HasDur {
+			b = append(b, fmtDur(r.Dur)...)
+		} else {
+			b = append(b, '-')
+		}
+		if r.Reason != "" {
+			b = append(b, " ("...)
+			b = append(b, r.Reason...)
+			b = append(b, ')')
+		}
+	case tracker.ReportTimeWaitPressure:
+		b = fmt.Appendf(b, "TIME_WAIT PRESSURE: %d of %d ephemeral ports", r.Count, r.PortRange)
+	default:
+		b = append(b, r.Kind.String()...)
+		b = fmt.Appendf(b, " %s for %s", r.State, fmtDur(r.Age))
+		if r.AgeLowerBound {
+			b = append(b, " or more"...)
+		}
+		if r.FD >= 0 {
+			b = fmt.Appendf(b, " fd=%d", r.FD)
+		}
+	}
+	b = append(b, '\n')
+	t.buf = b
+	t.w.Write(b)
+}
+
+func appendEndpoint(b []byte, addr string, port uint16, v6 bool) []byte {
+	if v6 {
+		b = append(b, '[')
+	}
+	b = append(b, addr...)
+	if v6 {
+		b = append(b, ']')
+	}
+	b = append(b, ':')
+	return strconv.AppendUint(b, uint64(port), 10)
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < time.Millisecond:
+		return strconv.FormatFloat(float64(d)/1e3, 'f', 1, 64) + "µs"
+	case d < time.Second:
+		return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64) + "ms"
+	}
+	return strconv.FormatFloat(d.Seconds(), 'f', 3, 64) + "s"
+}

@@ -1,0 +1,20 @@
+package sink
+
+import "time"
+
+// destination is where a sink's drainer writes framed events. Only the
+// drainer goroutine calls its methods.
+type destination interface {
+	// open connects or opens; it is called at start, after a failure and on
+	// Reopen. The deadline bounds a dial.
+	open(deadline time.Time) error
+	// write sends p, giving up at deadline where the kind allows one.
+	write(p []byte, deadline time.Time) (int, error)
+	close()
+	// healthy is false once the far end is known to be gone.
+	healthy() bool
+	// datagram destinations take one event per write.
+	datagram() bool
+	// reopens is true where Reopen means something (files).
+	reopens() bool
+}

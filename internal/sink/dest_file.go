@@ -1,0 +1,79 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+)
+
+// fileDest appends to a file by path. Reopen closes it and opens the path
+// again, so after logrotate renames the file the next event starts a new one.
+type fileDest struct {
+	path string
+	mode os.FileMode
+	f    *os.File
+}
+
+func (d *fileDest) open(time.Time) error {
+	f, err := openAppend(d.path, d.mode)
+	if err != nil {
+		return err
+	}
+	d.f = f
+	return nil
+}
+
+// openAppend opens path for appending. A file it creates gets exactly mode,
+// whatever the umask; an existing file keeps the mode it has (logrotate's
+// "create" may have chosen one).
+func openAppend(path string, mode os.FileMode) (*os.File, error) {
+	// Refuse FIFOs before opening: opening one for writing blocks until a
+	// reader appears. Character devices such as /dev/null are fine.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() && st.Mode()&fs.ModeCharDevice == 0 {
+		return nil, fmt.Errorf("open %s: not a regular file or character device", path)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, mode)
+	if err == nil {
+		if err := f.Chmod(mode); err != nil {
+			f.Close()
+			return nil, err
+		}
+		return f, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+}
+
+func (d *fileDest) write(p []byte, _ time.Time) (int, error) {
+	if d.f == nil {
+		return 0, os.ErrClosed
+	}
+	return d.f.Write(p)
+}
+
+func (d *fileDest) close() {
+	if d.f != nil {
+		d.f.Close()
+		d.f = nil
+	}
+}
+
+func (d *fileDest) healthy() bool  { return d.f != nil }
+func (d *fileDest) datagram() bool { return false }
+func (d *fileDest) reopens() bool  { return true }
+
+// stdioDest writes to the process's stdout or stderr, which it never closes.
+type stdioDest struct{ f *os.File }
+
+func (d *stdioDest) open(time.Time) error { return nil }
+func (d *stdioDest) write(p []byte, _ time.Time) (int, error) {
+	return d.f.Write(p)
+}
+func (d *stdioDest) close()         {}
+func (d *stdioDest) healthy() bool  { return true }
+func (d *stdioDest) datagram() bool { return false }
+func (d *stdioDest) reopens() bool  { return false }

@@ -1,0 +1,127 @@
+package sink
+
+import (
+	"sync"
+
+	"github.com/rs/zerolog"
+)
+
+const (
+	// slotSize is the room preallocated per queued event: typical events
+	// are about 300 bytes, so they are copied without allocating.
+	slotSize = 512
+	// maxKeptSlot bounds the memory a slot keeps after carrying an unusually
+	// large event; bigger buffers go back to the garbage collector.
+	maxKeptSlot = 64 << 10
+)
+
+// event is one queued write.
+type event struct {
+	data  []byte
+	level zerolog.Level
+	at    int64 // unix nanoseconds of the Write, for sinks that stamp events
+}
+
+type pushResult int
+
+const (
+	pushed      pushResult = iota
+	pushedFirst            // the queue was empty: the drainer may be asleep
+	queueFull
+	queueShut
+)
+
+// ring is a bounded FIFO of events in preallocated slots. Producers copy
+// into the free slot at the tail under a short lock; the single drainer
+// reads the slots it has peeked without the lock, since producers never
+// touch slots between head and head+count.
+type ring struct {
+	mu    sync.Mutex
+	slots []event
+	home  []byte // one arena holding every slot's preallocated room
+	head  int
+	count int
+	shut  bool
+}
+
+func newRing(n int) *ring {
+	r := &ring{slots: make([]event, n), home: make([]byte, n*slotSize)}
+	for i := range r.slots {
+		r.slots[i].data = r.homeOf(i)
+	}
+	return r
+}
+
+// homeOf is slot i's room in the arena, capped so that a larger event
+// reallocates instead of spilling into the next slot.
+func (r *ring) homeOf(i int) []byte {
+	return r.home[i*slotSize : i*slotSize : (i+1)*slotSize]
+}
+
+func (r *ring) push(level zerolog.Level, at int64, p []byte) pushResult {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.shut:
+		return queueShut
+	case r.count == len(r.slots):
+		return queueFull
+	}
+	e := &r.slots[(r.head+r.count)%len(r.slots)]
+	e.data = append(e.data[:0], p...)
+	e.level, e.at = level, at
+	r.count++
+	if r.count == 1 {
+		return pushedFirst
+	}
+	return pushed
+}
+
+// peek returns the first n queued events as [head, head+n) modulo capacity.
+func (r *ring) peek() (head, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.head, r.count
+}
+
+// at is the i-th slot counted from head; only the drainer calls it, and
+// only for slots it has peeked.
+func (r *ring) at(head, i int) *event {
+	return &r.slots[(head+i)%len(r.slots)]
+}
+
+// release frees the n oldest events.
+func (r *ring) release(n int) {
+	if n == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := 0; i < n; i++ {
+		idx := (r.head + i) % len(r.slots)
+		if cap(r.slots[idx].data) > maxKeptSlot {
+			r.slots[idx].data = r.homeOf(idx)
+		}
+	}
+	r.head = (r.head + n) % len(r.slots)
+	r.count -= n
+}
+
+// close refuses further pushes and discards what is queued, returning how
+// many events were discarded.
+func (r *ring) close() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.shut = true
+	n := r.count
+	r.head, r.count = 0, 0
+	return n
+}
+
+func (r *ring) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count
+}
+
+func (r *ring) capacity() int { return len(r.slots) }

@@ -1,0 +1,131 @@
+package tracker
+
+import (
+	"time"
+
+	"github.com/tcpstated/tcpstated/internal/events"
+)
+
+const numStates = 16
+
+// Process is the accounting of one process's sockets.
+type Process struct {
+	Pid  uint32
+	Comm events.Comm
+	// Live sockets by current state.
+	Live [numStates]int
+	// Time spent in each state by sockets that left it.
+	Time [numStates]Durations
+	// CLOSE_WAIT sockets past the threshold now, and ever reported.
+	Leaking, Leaks int
+	lastSeen       uint64
+}
+
+// CommStats aggregates by command name, the bounded label for metrics.
+type CommStats struct {
+	Time        [numStates]Durations
+	Transitions uint64
+	Leaks       uint64
+}
+
+// OtherComm collects comm values past Config.MaxComms.
+const OtherComm = "other"
+
+func (t *Tracker) proc(pid uint32, comm events.Comm) *Process {
+	p := t.procs[pid]
+	if p == nil {
+		if len(t.procs) >= t.cfg.MaxProcesses && !t.evictProcess() {
+			return nil
+		}
+		p = &Process{Pid: pid}
+		t.procs[pid] = p
+	}
+	if comm[0] != 0 {
+		p.Comm = comm
+	}
+	p.lastSeen = t.clock()
+	return p
+}
+
+// evictProcess drops the longest idle process that has no live socket.
+func (t *Tracker) evictProcess() bool {
+	var victim *Process
+	for _, p := range t.procs {
+		live := 0
+		for _, n := range p.Live {
+			live += n
+		}
+		if live == 0 && (victim == nil || p.lastSeen < victim.lastSeen) {
+			victim = p
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	delete(t.procs, victim.Pid)
+	t.stats.ProcessesEvicted++
+	return true
+}
+
+// procMove moves one live socket of pid from state `from` to `to`
+// (0 for none).
+func (t *Tracker) procMove(pid uint32, from, to events.State) {
+	if pid == 0 {
+		return
+	}
+	var comm events.Comm
+	p := t.procs[pid]
+	if p == nil {
+		if to == 0 {
+			return
+		}
+		if p = t.proc(pid, comm); p == nil {
+			return
+		}
+	}
+	if from != 0 && p.Live[from] > 0 {
+		p.Live[from]--
+	}
+	if to != 0 {
+		p.Live[to]++
+	}
+	p.lastSeen = t.clock()
+}
+
+func (t *Tracker) account(pid uint32, comm events.Comm, st events.State, d time.Duration) {
+	if int(st) >= numStates {
+		return
+	}
+	if pid != 0 {
+		if p := t.proc(pid, comm); p != nil {
+			p.Time[st].Add(d)
+		}
+	}
+	t.commStats(comm).Time[st].Add(d)
+}
+
+// commStats returns the aggregate for comm, or for "other" once
+// MaxComms distinct names are kept.
+func (t *Tracker) commStats(comm events.Comm) *CommStats {
+	b := comm.Bytes()
+	if c, ok := t.comms[string(b)]; ok { // no allocation for the lookup
+		return c
+	}
+	name := string(b)
+	if len(t.comms) >= t.cfg.MaxComms {
+		t.stats.CommsOverflow++
+		name = OtherComm
+		if c, ok := t.comms[name]; ok {
+			return c
+		}
+	}
+	c := &CommStats{}
+	t.comms[name] = c
+	return c
+}
+
+func (t *Tracker) procLeakResolved(pid uint32) {
+	if p := t.procs[pid]; p != nil && p.Leaking > 0 {
+		p.Leaking--
+	}
+}

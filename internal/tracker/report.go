@@ -1,0 +1,93 @@
+package tracker
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tcpstated/tcpstated/internal/events"
+)
+
+// ReportKind is the `event` field of the stream.
+type ReportKind uint8
+
+const (
+	ReportState ReportKind = iota + 1
+	ReportCloseWaitLeak
+	ReportCloseWaitResolved
+	ReportStuck
+	ReportTimeWaitPressure
+)
+
+var reportNames = [...]string{
+	ReportState:             "state",
+	ReportCloseWaitLeak:     "close_wait_leak",
+	ReportCloseWaitResolved: "close_wait_resolved",
+	ReportStuck:             "stuck",
+	ReportTimeWaitPressure:  "time_wait_pressure",
+}
+
+func (k ReportKind) String() string {
+	if int(k) < len(reportNames) && reportNames[k] != "" {
+		return reportNames[k]
+	}
+	return "unknown"
+}
+
+// Source says where a state change was seen.
+type Source uint8
+
+const (
+	// SourceTracepoint: sock:inet_sock_set_state, exact.
+	SourceTracepoint Source = iota + 1
+	// SourceTimeWaitTimer: the timewait socket's timer tracepoints, exact.
+	SourceTimeWaitTimer
+	// SourceTimeWaitExpiry: the FIN that switched a timewait socket to
+	// TIME_WAIT re-armed its timer silently; the time is read back from
+	// the timer's expiry, to one jiffy (1-10 ms).
+	SourceTimeWaitExpiry
+)
+
+func (s Source) String() string {
+	switch s {
+	case SourceTracepoint:
+		return "tracepoint"
+	case SourceTimeWaitTimer:
+		return "timewait_timer"
+	case SourceTimeWaitExpiry:
+		return "timewait_expiry"
+	}
+	return "unknown"
+}
+
+// Reasons a timewait socket ended.
+const (
+	ReasonExpired         = "expired"           // TIME_WAIT ran its 60 s
+	ReasonFinWait2Timeout = "fin_wait2_timeout" // orphaned FIN_WAIT2 gave up
+	// ReasonEndedEarly: killed before its timer (reuse by a new
+	// connection, RST, SYN, ss -K, netns teardown); the kernel does not
+	// tell which.
+	ReasonEndedEarly = "ended_early"
+)
+
+// Report is one event of the output stream. Ev points at the record it
+// came from (owner and tuple completed) and is only valid during emit.
+type Report struct {
+	Kind   ReportKind
+	Ev     *events.Event
+	Mono   uint64 // when, CLOCK_MONOTONIC ns
+	Dur    time.Duration
+	HasDur bool // Dur is known: tracing saw Old begin
+	FD     int32
+	Source Source
+	Reason string
+
+	// close_wait_leak, close_wait_resolved, stuck
+	Age           time.Duration
+	AgeLowerBound bool
+	State         events.State
+
+	// time_wait_pressure
+	Peer      netip.AddrPort
+	Count     int
+	PortRange int
+}

@@ -1,0 +1,328 @@
+// Package tracker turns kernel records into what operators ask about: a
+// live table of sockets with their owners and ages, time spent per state
+// per process, CLOSE_WAIT leaks, hung FIN_WAITs and TIME_WAIT pressure.
+package tracker
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/tcpstated/tcpstated/internal/events"
+)
+
+// Config bounds and tunes the tracker.
+type Config struct {
+	MaxSockets   int // live table size; past it new sockets go untracked
+	MaxProcesses int // per-process accounting; idle processes are evicted
+	MaxComms     int // distinct comm values kept for metrics; beyond: "other"
+
+	CloseWaitThreshold time.Duration // CLOSE_WAIT older than this is a leak
+	FinWait1Threshold  time.Duration // FIN_WAIT1 older than this is stuck
+	FinWait2Threshold  time.Duration // FIN_WAIT2 older than this is stuck
+
+	// TimeWaitShare of the ephemeral port range held in TIME_WAIT by one
+	// process towards one peer raises time_wait_pressure.
+	TimeWaitShare float64
+	PortRange     [2]uint16 // net.ipv4.ip_local_port_range
+}
+
+// Socket is one row of the live table.
+type Socket struct {
+	Cookie uint64
+	State  events.State
+	// Since is when State began (CLOCK_MONOTONIC ns). With SinceLowerBound
+	// it is only when tracing first saw the socket in that state.
+	Since           uint64
+	SinceLowerBound bool
+	Pid             uint32
+	Comm            events.Comm
+	Owner           events.OwnerSource
+	FD              int32 // -1: no descriptor known
+	Family          events.Family
+	Saddr, Daddr    netip.Addr
+	Sport, Dport    uint16
+	Netns           uint32
+	TimeWait        bool // held by a timewait socket (the app closed it)
+	Leaked          bool // close_wait_leak was reported
+	Stuck           bool // stuck was reported
+	fdScan          uint32
+}
+
+// Stats counts the tracker's own limits being hit.
+type Stats struct {
+	Sockets, SocketsMax int
+	TableFull           uint64 // sockets not tracked: table full
+	ProcessesEvicted    uint64
+	CommsOverflow       uint64 // events counted under comm="other"
+	Malformed           uint64
+	UnknownTimeWaitEnds uint64 // timewait ends for sockets not in the table
+}
+
+// Tracker is safe for one writer (the pipeline) and many readers (API).
+type Tracker struct {
+	mu    sync.RWMutex
+	cfg   Config
+	clock func() uint64
+
+	sockets  map[uint64]*Socket
+	procs    map[uint32]*Process
+	comms    map[string]*CommStats
+	trans    [16][16]uint64 // transitions by old, new
+	stats    Stats
+	scanGen  uint32
+	pressure map[pressureKey]bool
+}
+
+// New makes an empty tracker. clock returns CLOCK_MONOTONIC ns.
+func New(cfg Config, clock func() uint64) *Tracker {
+	if cfg.MaxSockets <= 0 {
+		cfg.MaxSockets = 262144
+	}
+	if cfg.MaxProcesses <= 0 {
+		cfg.MaxProcesses = 4096
+	}
+	if cfg.MaxComms <= 0 {
+		cfg.MaxComms = 256
+	}
+	if cfg.TimeWaitShare <= 0 {
+		cfg.TimeWaitShare = 0.5
+	}
+	if cfg.PortRange == [2]uint16{} {
+		cfg.PortRange = [2]uint16{32768, 60999}
+	}
+	return &Tracker{
+		cfg:      cfg,
+		clock:    clock,
+		sockets:  make(map[uint64]*Socket),
+		procs:    make(map[uint32]*Process),
+		comms:    make(map[string]*CommStats),
+		pressure: make(map[pressureKey]bool),
+	}
+}
+
+// Config returns the configuration in force.
+func (t *Tracker) Config() Config { return t.cfg }
+
+// Apply takes one kernel record and emits what it means.
+func (t *Tracker) Apply(ev *events.Event, emit func(*Report)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch ev.Kind {
+	case events.KindState:
+		t.applyState(ev, emit, SourceTracepoint)
+	case events.KindTimeWaitSwitch:
+		src := SourceTimeWaitTimer
+		if ev.Flags&events.FlagSwitchDerived != 0 {
+			src = SourceTimeWaitExpiry
+		}
+		t.applyState(ev, emit, src)
+	case events.KindTimeWaitEnd:
+		t.applyState(ev, emit, SourceTimeWaitTimer)
+	case events.KindSocket:
+		t.applySnapshot(ev)
+	case events.KindFile:
+		t.applyFile(ev)
+	}
+}
+
+// fill completes a record from the table: timewait records carry no
+// addresses, and the owner may have been learned from the file table.
+func fill(ev *events.Event, s *Socket) {
+	if !ev.Saddr.IsValid() || ev.Saddr.IsUnspecified() && ev.Kind != events.KindState {
+		ev.Saddr, ev.Daddr = s.Saddr, s.Daddr
+	}
+	if ev.Sport == 0 {
+		ev.Sport = s.Sport
+	}
+	if ev.Pid == 0 || (s.Owner == events.OwnerFile && ev.Owner == events.OwnerAccept) {
+		ev.Pid, ev.Comm, ev.Owner = s.Pid, s.Comm, s.Owner
+	}
+	if ev.SinceMono == 0 && !s.SinceLowerBound && s.State == ev.Old {
+		ev.SinceMono = s.Since
+	}
+}
+
+func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
+	s := t.sockets[ev.Cookie]
+	if s != nil {
+		fill(ev, s)
+	}
+	r := Report{Kind: ReportState, Ev: ev, Mono: ev.Mono, FD: -1, Source: src}
+	if s != nil {
+		r.FD = s.FD
+	}
+	if ev.SinceMono != 0 && ev.Mono >= ev.SinceMono {
+		r.Dur = time.Duration(ev.Mono - ev.SinceMono)
+		r.HasDur = true
+	}
+	if ev.Kind == events.KindTimeWaitEnd {
+		switch {
+		case ev.Flags&events.FlagEndedEarly != 0:
+			r.Reason = ReasonEndedEarly
+		case ev.Old == events.FinWait2:
+			r.Reason = ReasonFinWait2Timeout
+		default:
+			r.Reason = ReasonExpired
+		}
+		if s == nil {
+			t.stats.UnknownTimeWaitEnds++
+		}
+	}
+
+	// Accounting for the state left, under its owner.
+	if r.HasDur {
+		t.account(ev.Pid, ev.Comm, ev.Old, r.Dur)
+	}
+	if int(ev.Old) < len(t.trans) && int(ev.New) < len(t.trans) {
+		t.trans[ev.Old][ev.New]++
+	}
+	t.commStats(ev.Comm).Transitions++
+
+	if s != nil && s.State == events.CloseWait && ev.New != events.CloseWait && s.Leaked {
+		res := r
+		res.Kind = ReportCloseWaitResolved
+		res.Age = time.Duration(ev.Mono - s.Since)
+		res.AgeLowerBound = s.SinceLowerBound
+		defer emit(&res)
+		t.procLeakResolved(s.Pid)
+	}
+	emit(&r)
+
+	if ev.New == events.Close {
+		if s != nil {
+			t.procMove(s.Pid, s.State, 0)
+			delete(t.sockets, ev.Cookie)
+		}
+		return
+	}
+	if s == nil {
+		if len(t.sockets) >= t.cfg.MaxSockets {
+			t.stats.TableFull++
+			return
+		}
+		s = &Socket{Cookie: ev.Cookie, FD: -1}
+		t.sockets[ev.Cookie] = s
+	} else {
+		t.procMove(s.Pid, s.State, 0)
+	}
+	t.update(s, ev)
+	s.State, s.Since, s.SinceLowerBound = ev.New, ev.Mono, false
+	s.Leaked, s.Stuck = false, false
+	if ev.New == events.TimeWait || ev.Flags&events.FlagTimeWait != 0 || ev.Kind == events.KindTimeWaitSwitch {
+		s.TimeWait = true
+		s.FD = -1 // a timewait socket has no descriptor
+	}
+	t.procMove(s.Pid, 0, s.State)
+}
+
+// update copies what a record knows about a socket into its row.
+func (t *Tracker) update(s *Socket, ev *events.Event) {
+	if ev.Pid != 0 && ev.Owner >= s.Owner || s.Pid == 0 {
+		if ev.Pid != 0 {
+			s.Pid, s.Comm, s.Owner = ev.Pid, ev.Comm, ev.Owner
+		}
+	}
+	s.Family, s.Netns = ev.Family, ev.Netns
+	if ev.Saddr.IsValid() && !(ev.Saddr.IsUnspecified() && s.Saddr.IsValid()) {
+		s.Saddr = ev.Saddr
+	}
+	if ev.Daddr.IsValid() && !(ev.Daddr.IsUnspecified() && s.Daddr.IsValid()) {
+		s.Daddr = ev.Daddr
+	}
+	if ev.Sport != 0 {
+		s.Sport = ev.Sport
+	}
+	if ev.Dport != 0 || ev.New == events.Listen {
+		s.Dport = ev.Dport
+	}
+}
+
+// applySnapshot adds a socket found by the start-up walk.
+func (t *Tracker) applySnapshot(ev *events.Event) {
+	if _, ok := t.sockets[ev.Cookie]; ok {
+		return // tracing saw it first: that row is better
+	}
+	if len(t.sockets) >= t.cfg.MaxSockets {
+		t.stats.TableFull++
+		return
+	}
+	s := &Socket{Cookie: ev.Cookie, FD: -1, State: ev.Old}
+	t.update(s, ev)
+	if ev.SinceMono != 0 {
+		s.Since = ev.SinceMono
+	} else {
+		s.Since, s.SinceLowerBound = ev.Mono, true
+	}
+	s.TimeWait = ev.Flags&events.FlagTimeWait != 0
+	t.sockets[ev.Cookie] = s
+	t.procMove(s.Pid, 0, s.State)
+}
+
+// applyFile records that a process holds a socket as a descriptor.
+func (t *Tracker) applyFile(ev *events.Event) {
+	s := t.sockets[ev.Cookie]
+	if s == nil {
+		if !ev.Old.Valid() || ev.Old == events.Close {
+			return // an unconnected socket: nothing to track
+		}
+		t.applySnapshot(ev)
+		if s = t.sockets[ev.Cookie]; s == nil {
+			return
+		}
+	}
+	s.fdScan = t.scanGen
+	// The holder is the owner unless the socket's creator still holds it.
+	if s.Pid != ev.Pid && (s.Owner == events.OwnerAccept || s.Owner == events.OwnerUnknown || s.Owner == events.OwnerFile) {
+		t.procMove(s.Pid, s.State, 0)
+		s.Pid, s.Comm, s.Owner = ev.Pid, ev.Comm, events.OwnerFile
+		t.procMove(s.Pid, 0, s.State)
+	}
+	if s.Pid == ev.Pid {
+		s.FD = int32(ev.FD())
+	}
+}
+
+// BeginFileScan and EndFileScan bracket one walk of the file tables: a
+// socket no process holds any more loses its descriptor.
+func (t *Tracker) BeginFileScan() {
+	t.mu.Lock()
+	t.scanGen++
+	t.mu.Unlock()
+}
+
+// EndFileScan closes a walk started by BeginFileScan.
+func (t *Tracker) EndFileScan() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, s := range t.sockets {
+		if s.fdScan != t.scanGen {
+			s.FD = -1
+		}
+	}
+}
+
+// ApplyFiles runs fn (a walk of the file tables feeding ApplyFile) inside
+// one scan generation.
+func (t *Tracker) ApplyFile(ev *events.Event) {
+	t.mu.Lock()
+	t.applyFile(ev)
+	t.mu.Unlock()
+}
+
+// Stats returns the tracker's own counters.
+func (t *Tracker) Stats() Stats {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	st := t.stats
+	st.Sockets = len(t.sockets)
+	st.SocketsMax = t.cfg.MaxSockets
+	return st
+}
+
+// Transitions returns the count of transitions by old and new state.
+func (t *Tracker) Transitions() [16][16]uint64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.trans
+}
