@@ -1,0 +1,57 @@
+# tcpstated: `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+PREFIX ?= /usr/local
+DESTDIR ?=
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BPF_OUT := internal/events/tcpstated_x86_bpfel.go internal/events/tcpstated_x86_bpfel.o
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: generate
+generate: ## compile bpf/ with bpf2go (needs clang, libbpf-dev)
+	$(GO) generate ./internal/events/
+
+.PHONY: check-generate
+check-generate: generate ## fail if the committed BPF object differs from bpf/
+	@git diff --exit-code -- $(BPF_OUT) || { echo "bpf2go output is stale: run 'make generate' and commit it"; exit 1; }
+
+.PHONY: vmlinux
+vmlinux: ## regenerate bpf/headers/vmlinux.h from this kernel's BTF (then make generate)
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > bpf/headers/vmlinux.h
+
+.PHONY: build
+build: ## build bin/tcpstated (static)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tcpstated ./cmd/tcpstated
+
+.PHONY: run
+run: build ## trace every TCP transition on this host (as root)
+	./bin/tcpstated run
+
+.PHONY: test
+test: build ## unit and kernel tests (kernel tests need root; CI=true makes a skip a failure)
+	$(GO) vet ./...
+	TCPSTATED_BIN=$(CURDIR)/bin/tcpstated $(GO) test -count=1 -race -timeout 20m ./...
+
+.PHONY: test-unit
+test-unit: ## tests that need no privileges
+	$(GO) test -count=1 ./internal/... ./cmd/...
+
+.PHONY: fuzz
+fuzz: ## fuzz the record decoder for a minute
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=60s ./internal/events/
+
+.PHONY: lint
+lint: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Event is one line of the daemon's JSON stream, as a pipeline reads it.
+type Event struct {
+	Event   string   `json:"event"`
+	Time    string   `json:"time"`
+	Cookie  uint64   `json:"cookie"`
+	Pid     int      `json:"pid"`
+	Comm    string   `json:"comm"`
+	Owner   string   `json:"owner"`
+	FD      *int     `json:"fd"`
+	Family  string   `json:"family"`
+	Saddr   string   `json:"saddr"`
+	Sport   int      `json:"sport"`
+	Daddr   string   `json:"daddr"`
+	Dport   int      `json:"dport"`
+	Old     string   `json:"old"`
+	New     string   `json:"new"`
+	DurMs   *float64 `json:"dur_ms"`
+	Source  string   `json:"source"`
+	Reason  string   `json:"reason"`
+	CPUPid  int      `json:"cpu_pid"`
+	State   string   `json:"state"`
+	AgeS    float64  `json:"age_s"`
+	AgeLB   bool     `json:"age_is_lower_bound"`
+	Count   int      `json:"count"`
+	PortRng int      `json:"port_range"`
+}
+
+func (e Event) String() string {
+	return fmt.Sprintf("%s %s->%s pid=%d(%s) cookie=%d %s:%d->%s:%d", e.Event, e.Old, e.New, e.Pid, e.Comm, e.Cookie, e.Saddr, e.Sport, e.Daddr, e.Dport)
+}
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+// daemonBinary is $TCPSTATED_BIN, or tcpstated built from this checkout.
+func daemonBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("TCPSTATED_BIN"); bin != "" {
+		return bin
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tcpstated-e2e")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "tcpstated")
+		out, err := exec.Command("go", "build", "-o", builtBin, "../../cmd/tcpstated").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// needKernel skips without the privileges to load BPF, except in CI,
+// where a kernel test that cannot run is a failure.
+func needKernel(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("kernel tests need root (CI=true: not skipping)")
+	}
+	t.Skip("kernel tests need root")
+}
+
+// Daemon is a running tcpstated writing JSON to a file.
+type Daemon struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	Events string // path of the event file
+	API    string // host:port of the HTTP API
+	stderr bytes.Buffer
+	done   chan struct{}
+}
+
+// StartDaemon runs tcpstated with extra flags and waits for --ready-file.
+func StartDaemon(t *testing.T, flags ...string) *Daemon {
+	t.Helper()
+	needKernel(t)
+	dir := t.TempDir()
+	d := &Daemon{t: t, Events: filepath.Join(dir, "events.json"), done: make(chan struct{})}
+	ready := filepath.Join(dir, "ready")
+	args := append([]string{"run", "--format", "json", "--sink", "file:" + d.Events,
+		"--ready-file", ready, "--listen", "127.0.0.1:0", "--poll-interval", "20ms"}, flags...)
+	d.cmd = exec.Command(daemonBinary(t), args...)
+	d.cmd.Stderr = &d.stderr
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("starting tcpstated: %v", err)
+	}
+	go func() { d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() { d.Stop() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, err := os.ReadFile(ready)
+		if err == nil && len(b) > 0 {
+			var r struct{ Listen string }
+			if err := json.Unmarshal(b, &r); err != nil {
+				t.Fatalf("ready file %q: %v", b, err)
+			}
+			d.API = r.Listen
+			return d
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("tcpstated exited before it was ready: %v\n%s", d.cmd.ProcessState, d.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tcpstated not ready after 30s\n%s", d.stderr.String())
+		}
+	}
+}
+
+// Stop sends SIGINT and waits; it returns the daemon's stderr.
+func (d *Daemon) Stop() string {
+	if d.cmd.Process != nil && d.cmd.ProcessState == nil {
+		d.cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case <-d.done:
+		case <-time.After(15 * time.Second):
+			d.cmd.Process.Kill()
+			<-d.done
+			d.t.Errorf("tcpstated did not stop on SIGINT\n%s", d.stderr.String())
+		}
+	}
+	return d.stderr.String()
+}
+
+// ReadEvents returns every event written so far.
+func (d *Daemon) ReadEvents() []Event {
+	d.t.Helper()
+	b, err := os.ReadFile(d.Events)
+	if err != nil && !os.IsNotExist(err) {
+		d.t.Fatal(err)
+	}
+	var out []Event
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var e Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			d.t.Fatalf("event line is not JSON: %v: %s", err, sc.Text())
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// WaitFor polls the event file until cond holds, or fails after timeout.
+func (d *Daemon) WaitFor(what string, timeout time.Duration, cond func([]Event) bool) []Event {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		evs := d.ReadEvents()
+		if cond(evs) {
+			return evs
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("timed out after %v waiting for %s; events:\n%s\ndaemon stderr:\n%s", timeout, what, dump(evs), d.stderr.String())
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func dump(evs []Event) string {
+	var b strings.Builder
+	for _, e := range evs {
+		b.WriteString("  " + e.String() + "\n")
+	}
+	return b.String()
+}
+
+// onPort keeps the state events of sockets with port at either end.
+func onPort(evs []Event, port int) []Event {
+	var out []Event
+	for _, e := range evs {
+		if e.Event == "state" && (e.Sport == port || e.Dport == port) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// bySocket groups events by cookie, in stream order.
+func bySocket(evs []Event) map[uint64][]Event {
+	m := map[uint64][]Event{}
+	for _, e := range evs {
+		m[e.Cookie] = append(m[e.Cookie], e)
+	}
+	return m
+}
+
+// transitions renders a socket's events as "OLD>NEW" steps.
+func transitions(evs []Event) []string {
+	out := make([]string, len(evs))
+	for i, e := range evs {
+		out[i] = e.Old + ">" + e.New
+	}
+	return out
+}

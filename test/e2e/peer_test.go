@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// A peer is this test binary re-executed as a separate process that opens,
+// accepts and closes sockets when told to, one command per line on stdin.
+// Separate processes make ownership visible: on loopback the softirq that
+// runs a socket's transition often runs in the *other* process.
+
+const peerEnv = "TCPSTATED_E2E_PEER"
+
+// TestMain turns the binary into a peer when asked to.
+func TestMain(m *testing.M) {
+	if os.Getenv(peerEnv) == "1" {
+		os.Exit(runPeer(os.Stdin, os.Stdout))
+	}
+	os.Exit(m.Run())
+}
+
+func runPeer(in io.Reader, out io.Writer) int {
+	var (
+		ln    net.Listener
+		conns []net.Conn
+	)
+	reply := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	last := func() net.Conn {
+		if len(conns) == 0 {
+			return nil
+		}
+		return conns[len(conns)-1]
+	}
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "listen": // listen NETWORK ADDR
+			lc := net.ListenConfig{}
+			lc.SetMultipathTCP(false) // Go's listeners default to MPTCP
+			l, err := lc.Listen(context.Background(), f[1], f[2])
+			if err != nil {
+				reply("err %v", err)
+				continue
+			}
+			ln = l
+			reply("ok %d", l.Addr().(*net.TCPAddr).Port)
+		case "accept": // accept [N]
+			n := 1
+			if len(f) > 1 {
+				n, _ = strconv.Atoi(f[1])
+			}
+			var err error
+			for i := 0; i < n && err == nil; i++ {
+				var c net.Conn
+				if c, err = ln.Accept(); err == nil {
+					conns = append(conns, c)
+				}
+			}
+			if err != nil {
+				reply("err %v", err)
+				continue
+			}
+			reply("ok")
+		case "connect": // connect NETWORK ADDR [N]
+			n := 1
+			if len(f) > 3 {
+				n, _ = strconv.Atoi(f[3])
+			}
+			var err error
+			var c net.Conn
+			for i := 0; i < n && err == nil; i++ {
+				d := net.Dialer{Timeout: 5 * time.Second}
+				if c, err = d.Dial(f[1], f[2]); err == nil {
+					conns = append(conns, c)
+				}
+			}
+			switch {
+			case errors.Is(err, syscall.ECONNREFUSED):
+				reply("refused")
+			case err != nil:
+				reply("err %v", err)
+			default:
+				reply("ok %d", c.LocalAddr().(*net.TCPAddr).Port)
+			}
+		case "linger0": // RST on close, no FIN, no TIME_WAIT
+			if err := last().(*net.TCPConn).SetLinger(0); err != nil {
+				reply("err %v", err)
+				continue
+			}
+			reply("ok")
+		case "close": // close every connection
+			for _, c := range conns {
+				c.Close()
+			}
+			conns = nil
+			reply("ok")
+		case "readeof": // wait for the peer's FIN on the last connection
+			c := last()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.Copy(io.Discard, c); err != nil {
+				reply("err %v", err)
+				continue
+			}
+			reply("ok")
+		case "closelistener":
+			ln.Close()
+			reply("ok")
+		case "exit":
+			return 0
+		default:
+			reply("err unknown command %q", f[0])
+		}
+	}
+	return 0
+}
+
+// Peer drives a peer process from a test.
+type Peer struct {
+	t   *testing.T
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Scanner
+	Pid int
+}
+
+// StartPeer starts a peer process.
+func StartPeer(t *testing.T) *Peer {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), peerEnv+"=1")
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting peer: %v", err)
+	}
+	p := &Peer{t: t, cmd: cmd, in: in, out: bufio.NewScanner(outPipe), Pid: cmd.Process.Pid}
+	t.Cleanup(p.Stop)
+	return p
+}
+
+// Do sends one command and returns the reply, failing the test on "err".
+func (p *Peer) Do(format string, args ...any) string {
+	p.t.Helper()
+	line := fmt.Sprintf(format, args...)
+	if _, err := fmt.Fprintln(p.in, line); err != nil {
+		p.t.Fatalf("peer %d: %s: %v", p.Pid, line, err)
+	}
+	if !p.out.Scan() {
+		p.t.Fatalf("peer %d: %s: no reply (%v)", p.Pid, line, p.out.Err())
+	}
+	reply := p.out.Text()
+	if strings.HasPrefix(reply, "err") {
+		p.t.Fatalf("peer %d: %s: %s", p.Pid, line, reply)
+	}
+	return reply
+}
+
+// Port runs a command that replies "ok PORT".
+func (p *Peer) Port(format string, args ...any) int {
+	p.t.Helper()
+	reply := p.Do(format, args...)
+	var port int
+	if _, err := fmt.Sscanf(reply, "ok %d", &port); err != nil {
+		p.t.Fatalf("peer %d: want \"ok PORT\", got %q", p.Pid, reply)
+	}
+	return port
+}
+
+// Stop ends the peer process.
+func (p *Peer) Stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	fmt.Fprintln(p.in, "exit")
+	p.in.Close()
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}

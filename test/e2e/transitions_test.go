@@ -1,0 +1,229 @@
+package e2e
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A socket the scenario must produce: its exact transitions, in order,
+// and the process that owns it on every one of them.
+type wantSocket struct {
+	role  string // listener, server (accepted) or client
+	steps []string
+	pid   int
+}
+
+// role says which side of the scenario a socket is.
+func role(evs []Event, serverPort int) string {
+	for _, e := range evs {
+		if e.New == "LISTEN" || e.Old == "LISTEN" && e.New == "CLOSE" {
+			return "listener"
+		}
+	}
+	for _, e := range evs {
+		if e.Sport == serverPort {
+			return "server"
+		}
+	}
+	return "client"
+}
+
+// checkSockets asserts the exact set of sockets on serverPort.
+func checkSockets(t *testing.T, evs []Event, serverPort int, family string, want ...wantSocket) {
+	t.Helper()
+	got := bySocket(onPort(evs, serverPort))
+	if len(got) != len(want) {
+		t.Fatalf("want %d sockets on port %d, got %d:\n%s", len(want), serverPort, len(got), dump(onPort(evs, serverPort)))
+	}
+	seen := map[string]bool{}
+	for cookie, sevs := range got {
+		r := role(sevs, serverPort)
+		if seen[r] {
+			t.Fatalf("two %s sockets on port %d:\n%s", r, serverPort, dump(onPort(evs, serverPort)))
+		}
+		seen[r] = true
+		i := slices.IndexFunc(want, func(w wantSocket) bool { return w.role == r })
+		if i < 0 {
+			t.Fatalf("unexpected %s socket %d:\n%s", r, cookie, dump(sevs))
+		}
+		w := want[i]
+		if steps := transitions(sevs); !slices.Equal(steps, w.steps) {
+			t.Errorf("%s socket %d: transitions\n  got  %s\n  want %s", r, cookie, strings.Join(steps, " "), strings.Join(w.steps, " "))
+		}
+		for _, e := range sevs {
+			if e.Pid != w.pid {
+				t.Errorf("%s socket %d: %s>%s owned by pid %d (%s, owner %s), want %d (on-CPU pid was %d)",
+					r, cookie, e.Old, e.New, e.Pid, e.Comm, e.Owner, w.pid, e.CPUPid)
+			}
+			if e.Family != family {
+				t.Errorf("%s socket %d: family %q, want %q", r, cookie, e.Family, family)
+			}
+		}
+	}
+}
+
+// complete is a WaitFor condition: n socket sequences ended as given.
+func lastSteps(serverPort int, ends ...string) func([]Event) bool {
+	return func(evs []Event) bool {
+		got := bySocket(onPort(evs, serverPort))
+		var lasts []string
+		for _, sevs := range got {
+			e := sevs[len(sevs)-1]
+			lasts = append(lasts, e.Old+">"+e.New)
+		}
+		for _, want := range ends {
+			i := slices.Index(lasts, want)
+			if i < 0 {
+				return false
+			}
+			lasts = slices.Delete(lasts, i, i+1)
+		}
+		return true
+	}
+}
+
+var (
+	clientClosesFirst = []string{"CLOSE>SYN_SENT", "SYN_SENT>ESTABLISHED", "ESTABLISHED>FIN_WAIT1", "FIN_WAIT1>FIN_WAIT2", "FIN_WAIT2>TIME_WAIT"}
+	passiveClose      = []string{"LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED", "ESTABLISHED>CLOSE_WAIT", "CLOSE_WAIT>LAST_ACK", "LAST_ACK>CLOSE"}
+	listenerSteps     = []string{"CLOSE>LISTEN", "LISTEN>CLOSE"}
+)
+
+func loopback(network string) string {
+	if network == "tcp6" {
+		return "[::1]"
+	}
+	return "127.0.0.1"
+}
+
+// clientFirst: the client closes, the server reads EOF and closes.
+func clientFirst(t *testing.T, network, family string) {
+	d := StartDaemon(t)
+	server, client := StartPeer(t), StartPeer(t)
+	port := server.Port("listen %s %s:0", network, loopback(network))
+	client.Port("connect %s %s:%d", network, loopback(network), port)
+	server.Do("accept")
+	client.Do("close")
+	server.Do("readeof")
+	server.Do("close")
+	server.Do("closelistener")
+	evs := d.WaitFor("client TIME_WAIT, server CLOSE, listener CLOSE", 10*time.Second,
+		lastSteps(port, "FIN_WAIT2>TIME_WAIT", "LAST_ACK>CLOSE", "LISTEN>CLOSE"))
+	checkSockets(t, evs, port, family,
+		wantSocket{"listener", listenerSteps, server.Pid},
+		wantSocket{"server", passiveClose, server.Pid},
+		wantSocket{"client", clientClosesFirst, client.Pid},
+	)
+}
+
+func TestClientClosesFirst(t *testing.T) { clientFirst(t, "tcp4", "ipv4") }
+
+func TestIPv6Loopback(t *testing.T) { clientFirst(t, "tcp6", "ipv6") }
+
+func TestServerClosesFirst(t *testing.T) {
+	d := StartDaemon(t)
+	server, client := StartPeer(t), StartPeer(t)
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	client.Port("connect tcp4 127.0.0.1:%d", port)
+	server.Do("accept")
+	server.Do("close")
+	client.Do("readeof")
+	client.Do("close")
+	server.Do("closelistener")
+	evs := d.WaitFor("server TIME_WAIT, client CLOSE", 10*time.Second,
+		lastSteps(port, "FIN_WAIT2>TIME_WAIT", "LAST_ACK>CLOSE", "LISTEN>CLOSE"))
+	checkSockets(t, evs, port, "ipv4",
+		wantSocket{"listener", listenerSteps, server.Pid},
+		wantSocket{"server", []string{"LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED", "ESTABLISHED>FIN_WAIT1", "FIN_WAIT1>FIN_WAIT2", "FIN_WAIT2>TIME_WAIT"}, server.Pid},
+		wantSocket{"client", []string{"CLOSE>SYN_SENT", "SYN_SENT>ESTABLISHED", "ESTABLISHED>CLOSE_WAIT", "CLOSE_WAIT>LAST_ACK", "LAST_ACK>CLOSE"}, client.Pid},
+	)
+}
+
+// SO_LINGER {1,0}: close sends RST; both sides go straight to CLOSE, with
+// no FIN states and no TIME_WAIT.
+func TestAbortiveClose(t *testing.T) {
+	d := StartDaemon(t)
+	server, client := StartPeer(t), StartPeer(t)
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	client.Port("connect tcp4 127.0.0.1:%d", port)
+	server.Do("accept")
+	client.Do("linger0")
+	client.Do("close")
+	server.Do("closelistener")
+	evs := d.WaitFor("both sides CLOSE", 10*time.Second,
+		lastSteps(port, "ESTABLISHED>CLOSE", "ESTABLISHED>CLOSE", "LISTEN>CLOSE"))
+	checkSockets(t, evs, port, "ipv4",
+		wantSocket{"listener", listenerSteps, server.Pid},
+		wantSocket{"server", []string{"LISTEN>SYN_RECV", "SYN_RECV>ESTABLISHED", "ESTABLISHED>CLOSE"}, server.Pid},
+		wantSocket{"client", []string{"CLOSE>SYN_SENT", "SYN_SENT>ESTABLISHED", "ESTABLISHED>CLOSE"}, client.Pid},
+	)
+	// Give a TIME_WAIT every chance to show up before saying there is none.
+	time.Sleep(300 * time.Millisecond)
+	for _, e := range onPort(d.ReadEvents(), port) {
+		if strings.Contains(e.Old+e.New, "FIN_WAIT") || strings.Contains(e.Old+e.New, "TIME_WAIT") {
+			t.Errorf("abortive close produced %s", e)
+		}
+	}
+}
+
+func TestConnectionRefused(t *testing.T) {
+	d := StartDaemon(t)
+	server, client := StartPeer(t), StartPeer(t)
+	// A port that was just free: listen, note it, close it.
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	server.Do("closelistener")
+	if reply := client.Do("connect tcp4 127.0.0.1:%d", port); reply != "refused" {
+		t.Fatalf("connect to a closed port: %q, want refused", reply)
+	}
+	evs := d.WaitFor("client SYN_SENT>CLOSE", 10*time.Second, lastSteps(port, "SYN_SENT>CLOSE", "LISTEN>CLOSE"))
+	checkSockets(t, evs, port, "ipv4",
+		wantSocket{"listener", listenerSteps, server.Pid},
+		wantSocket{"client", []string{"CLOSE>SYN_SENT", "SYN_SENT>CLOSE"}, client.Pid},
+	)
+}
+
+func TestListenerClosed(t *testing.T) {
+	d := StartDaemon(t)
+	server := StartPeer(t)
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	server.Do("closelistener")
+	evs := d.WaitFor("LISTEN>CLOSE", 10*time.Second, lastSteps(port, "LISTEN>CLOSE"))
+	checkSockets(t, evs, port, "ipv4", wantSocket{"listener", listenerSteps, server.Pid})
+	for _, e := range onPort(evs, port) {
+		if e.Comm == "" || e.Owner != "listen" {
+			t.Errorf("listener event %s: comm %q owner %q, want a comm and owner listen", e, e.Comm, e.Owner)
+		}
+	}
+	if e := onPort(evs, port)[1]; e.DurMs == nil || *e.DurMs <= 0 {
+		t.Errorf("LISTEN>CLOSE has no dur_ms: the daemon saw LISTEN begin")
+	}
+}
+
+// The summary on stderr says nothing was lost.
+func TestSummaryReportsNoLoss(t *testing.T) {
+	d := StartDaemon(t)
+	server, client := StartPeer(t), StartPeer(t)
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	client.Port("connect tcp4 127.0.0.1:%d", port)
+	server.Do("accept")
+	d.WaitFor("handshake", 10*time.Second, lastSteps(port, "SYN_SENT>ESTABLISHED", "SYN_RECV>ESTABLISHED"))
+	stderr := d.Stop()
+	var found bool
+	for _, line := range strings.Split(stderr, "\n") {
+		if strings.Contains(line, `"tcpstated stopped"`) {
+			found = true
+			if !strings.Contains(line, `"lost":0`) || !strings.Contains(line, `"decode_errors":0`) {
+				t.Errorf("summary reports loss: %s", line)
+			}
+			if strings.Contains(line, `"events":0,`) {
+				t.Errorf("summary counts no events: %s", line)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no summary on stderr:\n%s", stderr)
+	}
+	_ = fmt.Sprint
+}
