@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(peerEnv) == "1" {
 		os.Exit(runPeer(os.Stdin, os.Stdout))
 	}
+	if os.Getenv(workerEnv) != "" {
+		os.Exit(runWorker())
+	}
 	os.Exit(m.Run())
 }
 
@@ -118,6 +121,16 @@ func runPeer(in io.Reader, out io.Writer) int {
 				continue
 			}
 			reply("ok")
+		case "spawnworker": // spawnworker N: a child that inherits the listener and accepts N
+			pid, err := spawnWorker(ln, f[1])
+			if err != nil {
+				reply("err %v", err)
+				continue
+			}
+			reply("ok %d", pid)
+		case "stopworker":
+			stopWorker()
+			reply("ok")
 		case "closelistener":
 			ln.Close()
 			reply("ok")
@@ -204,4 +217,77 @@ func (p *Peer) Stop() {
 		p.cmd.Process.Kill()
 		<-done
 	}
+}
+
+const workerEnv = "TCPSTATED_E2E_WORKER"
+
+var worker struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+}
+
+// spawnWorker starts a process that inherits the listening socket, as a
+// pre-forking server's worker does, and accepts n connections with it.
+func spawnWorker(ln net.Listener, n string) (int, error) {
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), workerEnv+"="+n, peerEnv+"=")
+	cmd.ExtraFiles = []*os.File{f} // fd 3
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return 0, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "accepted" {
+		cmd.Process.Kill()
+		return 0, fmt.Errorf("worker: %q %v", line, err)
+	}
+	worker.cmd, worker.in = cmd, in
+	return cmd.Process.Pid, nil
+}
+
+func stopWorker() {
+	if worker.cmd != nil {
+		worker.in.Close()
+		worker.cmd.Wait()
+		worker.cmd = nil
+	}
+}
+
+// runWorker accepts on the inherited listener, holds the connections
+// until stdin closes, then closes them.
+func runWorker() int {
+	n, _ := strconv.Atoi(os.Getenv(workerEnv))
+	ln, err := net.FileListener(os.NewFile(3, "listener"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		return 1
+	}
+	var conns []net.Conn
+	for i := 0; i < n; i++ {
+		c, err := ln.Accept()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "worker:", err)
+			return 1
+		}
+		conns = append(conns, c)
+	}
+	fmt.Println("accepted")
+	io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
+	}
+	return 0
 }

@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// APISocket is one row of /api/v1/sockets.
+type APISocket struct {
+	Cookie        uint64  `json:"cookie"`
+	Pid           int     `json:"pid"`
+	Comm          string  `json:"comm"`
+	FD            *int    `json:"fd"`
+	Owner         string  `json:"owner"`
+	State         string  `json:"state"`
+	Since         string  `json:"since"`
+	AgeS          float64 `json:"age_s"`
+	AgeLowerBound bool    `json:"age_is_lower_bound"`
+	Family        string  `json:"family"`
+	Saddr         string  `json:"saddr"`
+	Sport         int     `json:"sport"`
+	Daddr         string  `json:"daddr"`
+	Dport         int     `json:"dport"`
+	CloseWaitLeak bool    `json:"close_wait_leak"`
+}
+
+// APIProcess is one row of /api/v1/processes.
+type APIProcess struct {
+	Pid            int            `json:"pid"`
+	Comm           string         `json:"comm"`
+	Sockets        map[string]int `json:"sockets"`
+	CloseWaitLeaks int            `json:"close_wait_leaking"`
+	TimeWait       int            `json:"time_wait"`
+	Time           map[string]struct {
+		Count uint64  `json:"count"`
+		MaxS  float64 `json:"max_s"`
+	} `json:"time_in_state"`
+}
+
+func (d *Daemon) get(path string, q url.Values, v any) {
+	d.t.Helper()
+	u := url.URL{Scheme: "http", Host: d.API, Path: path, RawQuery: q.Encode()}
+	resp, err := http.Get(u.String())
+	if err != nil {
+		d.t.Fatalf("GET %s: %v", u.String(), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		d.t.Fatalf("GET %s: %s", u.String(), resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		d.t.Fatalf("GET %s: %v", u.String(), err)
+	}
+}
+
+// Sockets asks the API for the socket table.
+func (d *Daemon) Sockets(state string, port int) []APISocket {
+	q := url.Values{}
+	if state != "" {
+		q.Set("state", state)
+	}
+	if port != 0 {
+		q.Set("port", fmt.Sprint(port))
+	}
+	var r struct{ Sockets []APISocket }
+	d.get("/api/v1/sockets", q, &r)
+	return r.Sockets
+}
+
+// Processes asks the API for per-process accounting.
+func (d *Daemon) Processes() []APIProcess {
+	var r struct{ Processes []APIProcess }
+	d.get("/api/v1/processes", nil, &r)
+	return r.Processes
+}
+
+// ssCount counts sockets in state on port as ss sees them.
+func ssCount(t *testing.T, state string, port int) int {
+	t.Helper()
+	out, err := exec.Command("ss", "-Htn", "state", state, fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)).Output()
+	if err != nil {
+		t.Fatalf("ss: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// eventually retries cond for up to timeout.
+func eventually(t *testing.T, what string, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s: %v", timeout, what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestAPIRejectsBadQueries(t *testing.T) {
+	d := StartDaemon(t)
+	for _, q := range []string{"state=NOPE", "pid=-1", "pid=abc", "port=70000", "port=0", "limit=0", "evil=1", "state=LISTEN&state=CLOSE"} {
+		resp, err := http.Get("http://" + d.API + "/api/v1/sockets?" + q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("?%s: %s, want 400", q, resp.Status)
+		}
+	}
+	for _, path := range []string{"/api/v1/nothing", "/../etc/passwd"} {
+		resp, err := http.Get("http://" + d.API + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: %s, want 404", path, resp.Status)
+		}
+	}
+	resp, err := http.Post("http://"+d.API+"/api/v1/sockets", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %s, want 405", resp.Status)
+	}
+	var h struct{ Status string }
+	d.get("/healthz", nil, &h)
+	if h.Status != "ok" {
+		t.Errorf("healthz status %q", h.Status)
+	}
+}

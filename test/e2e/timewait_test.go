@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func eventTime(t *testing.T, e Event) time.Time {
+	t.Helper()
+	ts, err := time.Parse(time.RFC3339Nano, e.Time)
+	if err != nil {
+		t.Fatalf("event time %q: %v", e.Time, err)
+	}
+	return ts
+}
+
+// clientTimeWait makes one client-closes-first connection and returns the
+// client's FIN_WAIT2>TIME_WAIT event.
+func clientTimeWait(t *testing.T, d *Daemon) (client *Peer, port int, entry Event) {
+	server, client := StartPeer(t), StartPeer(t)
+	port = server.Port("listen tcp4 127.0.0.1:0")
+	client.Port("connect tcp4 127.0.0.1:%d", port)
+	server.Do("accept")
+	client.Do("close")
+	server.Do("readeof")
+	server.Do("close")
+	evs := d.WaitFor("FIN_WAIT2>TIME_WAIT", 10*time.Second, lastSteps(port, "FIN_WAIT2>TIME_WAIT"))
+	for _, e := range onPort(evs, port) {
+		if e.New == "TIME_WAIT" {
+			entry = e
+		}
+	}
+	if entry.Pid != client.Pid {
+		t.Fatalf("TIME_WAIT entry %s: owner %d, want the client %d", entry, entry.Pid, client.Pid)
+	}
+	return client, port, entry
+}
+
+// exitOf waits for the TIME_WAIT>CLOSE of the socket that entered it.
+func exitOf(t *testing.T, d *Daemon, entry Event, timeout time.Duration) Event {
+	t.Helper()
+	var exit Event
+	d.WaitFor("TIME_WAIT>CLOSE", timeout, func(evs []Event) bool {
+		for _, e := range evs {
+			if e.Event == "state" && e.Cookie == entry.Cookie && e.Old == "TIME_WAIT" {
+				exit = e
+				return true
+			}
+		}
+		return false
+	})
+	if exit.Pid != entry.Pid || exit.New != "CLOSE" || exit.Sport != entry.Sport || exit.Dport != entry.Dport ||
+		exit.Saddr != entry.Saddr || exit.Daddr != entry.Daddr || exit.DurMs == nil {
+		t.Fatalf("exit %+v does not continue entry %+v", exit, entry)
+	}
+	return exit
+}
+
+// Ended early with ss -K: the exit carries the time actually spent.
+func TestTimeWaitKilled(t *testing.T) {
+	d := StartDaemon(t)
+	_, port, entry := clientTimeWait(t, d)
+	time.Sleep(1500 * time.Millisecond)
+	killed := time.Now()
+	out, err := exec.Command("ss", "-K", "-tn", "state", "time-wait", fmt.Sprintf("( dport = :%d )", port)).CombinedOutput()
+	if n := ssCount(t, "time-wait", port); n != 0 {
+		t.Fatalf("ss -K left %d TIME_WAIT sockets (%v: %s)", n, err, out)
+	}
+	exit := exitOf(t, d, entry, 5*time.Second)
+	if exit.Reason != "ended_early" {
+		t.Errorf("reason %q, want ended_early", exit.Reason)
+	}
+	spent := killed.Sub(eventTime(t, entry))
+	if got := time.Duration(*exit.DurMs * float64(time.Millisecond)); math.Abs(float64(got-spent)) > float64(250*time.Millisecond) {
+		t.Errorf("dur_ms %v, but the socket spent %v in TIME_WAIT", got, spent)
+	}
+	if gap := eventTime(t, exit).Sub(killed); gap < -50*time.Millisecond || gap > 250*time.Millisecond {
+		t.Errorf("exit dated %v from the kill", gap)
+	}
+}
+
+// A TIME_WAIT that runs its course: 60 s (TCP_TIMEWAIT_LEN), plus the
+// timer wheel's slack at that range.
+func TestTimeWaitExpires(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits 60 s for a TIME_WAIT to expire; not in -short")
+	}
+	d := StartDaemon(t)
+	_, port, entry := clientTimeWait(t, d)
+	// Watch the kernel's own view for when the socket goes away.
+	var gone time.Time
+	deadline := time.Now().Add(75 * time.Second)
+	for time.Now().Before(deadline) {
+		if ssCount(t, "time-wait", port) == 0 {
+			gone = time.Now()
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if gone.IsZero() {
+		t.Fatal("TIME_WAIT socket still there after 75 s")
+	}
+	exit := exitOf(t, d, entry, 5*time.Second)
+	if exit.Reason != "expired" {
+		t.Errorf("reason %q, want expired", exit.Reason)
+	}
+	dur := time.Duration(*exit.DurMs * float64(time.Millisecond))
+	if dur < 60*time.Second || dur > 66*time.Second {
+		t.Errorf("TIME_WAIT lasted %v, want 60 s plus timer slack", dur)
+	}
+	if gap := gone.Sub(eventTime(t, exit)); gap < -100*time.Millisecond || gap > time.Second {
+		t.Errorf("exit event dated %v before ss saw the socket go", gap)
+	}
+	if got := eventTime(t, exit).Sub(eventTime(t, entry)); math.Abs(float64(got-dur)) > float64(time.Millisecond) {
+		t.Errorf("exit - entry = %v, dur_ms = %v", got, dur)
+	}
+}
+
+// Clients whose peer never closes: orphaned FIN_WAIT2 in timewait sockets,
+// shown as FIN_WAIT2 (not TIME_WAIT), reported stuck past the threshold.
+func TestOrphanedFinWait2(t *testing.T) {
+	d := StartDaemon(t, "--fin-wait2-threshold", "1s")
+	_, client, port := leakyServer(t)
+	eventually(t, "clients in FIN_WAIT2, held by timewait sockets", 10*time.Second, func() error {
+		socks := d.Sockets("FIN_WAIT2", port)
+		if len(socks) != leakN {
+			return fmt.Errorf("%d FIN_WAIT2 sockets, want %d", len(socks), leakN)
+		}
+		for _, s := range socks {
+			if s.Pid != client.Pid || s.FD != nil || s.Dport != port {
+				return fmt.Errorf("FIN_WAIT2 socket %+v: want client %d, no fd", s, client.Pid)
+			}
+		}
+		return nil
+	})
+	evs := d.WaitFor("stuck FIN_WAIT2 events", 10*time.Second, func(evs []Event) bool {
+		n := 0
+		for _, e := range evs {
+			if e.Event == "stuck" && e.Dport == port {
+				n++
+			}
+		}
+		return n >= leakN
+	})
+	for _, e := range evs {
+		if e.Event == "stuck" && e.Dport == port && (e.State != "FIN_WAIT2" || e.Pid != client.Pid || e.AgeS < 1) {
+			t.Errorf("stuck event %+v", e)
+		}
+	}
+	for _, e := range onPort(evs, port) {
+		if e.Pid == client.Pid && (e.New == "TIME_WAIT" || e.New == "CLOSE") {
+			t.Errorf("client socket went %s>%s though the server never sent FIN", e.Old, e.New)
+		}
+	}
+}
+
+// Many TIME_WAIT towards one peer: one time_wait_pressure event naming the
+// process and the peer.
+func TestTimeWaitPressure(t *testing.T) {
+	needKernel(t)
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lo, hi int
+	fmt.Sscan(strings.TrimSpace(string(b)), &lo, &hi)
+	const n = 12
+	share := 10.5 / float64(hi-lo+1) // past 10 sockets
+	d := StartDaemon(t, "--time-wait-share", fmt.Sprint(share))
+	server, client := StartPeer(t), StartPeer(t)
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	for i := 0; i < n; i++ {
+		client.Port("connect tcp4 127.0.0.1:%d", port)
+		server.Do("accept")
+		client.Do("close")
+		server.Do("readeof")
+		server.Do("close")
+	}
+	evs := d.WaitFor("time_wait_pressure", 10*time.Second, func(evs []Event) bool {
+		for _, e := range evs {
+			if e.Event == "time_wait_pressure" && e.Dport == port {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(1500 * time.Millisecond) // a second report would come within a tick
+	var got []Event
+	for _, e := range d.ReadEvents() {
+		if e.Event == "time_wait_pressure" && e.Dport == port {
+			got = append(got, e)
+		}
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d time_wait_pressure events, want 1:\n%s", len(got), dump(got))
+	}
+	e := got[0]
+	if e.Pid != client.Pid || e.Daddr != "127.0.0.1" || e.Count < 11 || e.PortRng != hi-lo+1 {
+		t.Errorf("pressure event %+v: want pid %d, peer 127.0.0.1:%d, count >= 11 of %d", e, client.Pid, port, hi-lo+1)
+	}
+	_ = evs
+	var found bool
+	for _, p := range d.Processes() {
+		if p.Pid == client.Pid {
+			found = true
+			if p.TimeWait != n || p.Time["FIN_WAIT2"].Count != n {
+				t.Errorf("client process view: %d TIME_WAIT, FIN_WAIT2 time count %d; want %d", p.TimeWait, p.Time["FIN_WAIT2"].Count, n)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("client %d not in /api/v1/processes", client.Pid)
+	}
+}
