@@ -55,3 +55,10 @@ lint: ## go vet and gofmt
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin
+
+.PHONY: test-kernels
+test-kernels: ## run the kernel tests inside Debian's 6.1 and 6.12 kernels (qemu TCG; docs/kernels.md)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tcpstated ./cmd/tcpstated
+	CGO_ENABLED=0 $(GO) test -c -o bin/kerneltest ./test/e2e
+	test/kernels/run.sh --test-bin bin/kerneltest --daemon-bin bin/tcpstated \
+		--kernel $(or $(KERNELS),all) $(if $(KERNEL_TEST_ARGS),-- $(KERNEL_TEST_ARGS))

@@ -48,7 +48,8 @@ struct sock_owner {
 	__u32 pid;
 	__u8 state;
 	__u8 owner_src;
-	__u8 _pad[2];
+	__u8 synrecv_held; /* LISTEN -> SYN_RECV not yet reported */
+	__u8 _pad;
 	char comm[COMM_LEN];
 };
 
@@ -218,11 +219,50 @@ static __always_inline __u64 switch_time(__u64 now, __u64 now_j, __u64 expires)
 	return ago < now ? now - ago : 0;
 }
 
+/* One RECORD_STATE for a full socket. */
+static __always_inline void emit_state(struct sock *sk, struct sock_owner *st,
+				       __u64 cookie, __u64 now, __u64 since,
+				       __u64 tw, __u32 pid, __u8 src,
+				       __u16 sport, __u16 dport, __u8 family,
+				       __u8 oldstate, __u8 news, __u8 flags)
+{
+	struct record *r;
+
+	if (filtered(pid, sport, dport, family, oldstate, news)) {
+		count(COUNTER_FILTERED);
+		return;
+	}
+	r = reserve();
+	if (!r)
+		return;
+	r->kind = RECORD_STATE;
+	r->ts_ns = now;
+	r->since_ns = since;
+	r->cookie = cookie;
+	r->tw = tw;
+	r->aux = 0;
+	r->jiffies = 0;
+	r->pid = pid;
+	r->owner_src = src;
+	if (st)
+		__builtin_memcpy(r->comm, st->comm, COMM_LEN);
+	else
+		__builtin_memset(r->comm, 0, COMM_LEN);
+	r->family = family;
+	r->sport = sport;
+	r->dport = dport;
+	fill_addrs(r, &sk->__sk_common);
+	r->oldstate = oldstate;
+	r->newstate = news;
+	r->flags = flags;
+	fill_context(r);
+	submit(r);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 {
 	struct sock_owner *st;
-	struct record *r;
 	__u64 now, cookie, since = 0, tw = 0;
 	__u32 pid = 0, zero = 0;
 	__u16 sport, dport;
@@ -235,20 +275,33 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 
 	now = bpf_ktime_get_ns();
+	st = bpf_sk_storage_get(&sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st && oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+		/* A child with a copy of its listener's storage. Some kernels
+		 * (6.1, 6.12) set the child's cookie only after this event,
+		 * so the report waits for the child's next transition. */
+		if (st->owner_src != OWNER_UNKNOWN)
+			st->owner_src = OWNER_ACCEPT;
+		st->state = TCP_SYN_RECV;
+		st->since_ns = now;
+		st->synrecv_held = 1;
+		return 0;
+	}
+
 	/* Take the cookie early: the timewait socket inherits it. */
 	cookie = bpf_get_socket_cookie(sk);
 	sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	dport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (st && st->synrecv_held) {
+		st->synrecv_held = 0;
+		emit_state(sk, st, cookie, st->since_ns, 0, 0, st->pid,
+			   st->owner_src, sport, dport, family, TCP_LISTEN,
+			   TCP_SYN_RECV, 0);
+	}
 
-	st = bpf_sk_storage_get(&sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (st) {
-		if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
-			/* A child with a copy of its listener's storage. */
-			if (st->owner_src != OWNER_UNKNOWN)
-				st->owner_src = OWNER_ACCEPT;
-		} else if (st->state == oldstate) {
+		if (st->state == oldstate)
 			since = st->since_ns;
-		}
 		/* Only these run in the owner's own system call. */
 		if (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN) {
 			st->pid = bpf_get_current_pid_tgid() >> 32;
@@ -300,35 +353,8 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 		}
 	}
 
-	if (filtered(pid, sport, dport, family, oldstate, news)) {
-		count(COUNTER_FILTERED);
-		return 0;
-	}
-	r = reserve();
-	if (!r)
-		return 0;
-	r->kind = RECORD_STATE;
-	r->ts_ns = now;
-	r->since_ns = since;
-	r->cookie = cookie;
-	r->tw = tw;
-	r->aux = 0;
-	r->jiffies = 0;
-	r->pid = pid;
-	r->owner_src = src;
-	if (st)
-		__builtin_memcpy(r->comm, st->comm, COMM_LEN);
-	else
-		__builtin_memset(r->comm, 0, COMM_LEN);
-	r->family = family;
-	r->sport = sport;
-	r->dport = dport;
-	fill_addrs(r, &sk->__sk_common);
-	r->oldstate = oldstate;
-	r->newstate = news;
-	r->flags = flags;
-	fill_context(r);
-	submit(r);
+	emit_state(sk, st, cookie, now, since, tw, pid, src, sport, dport,
+		   family, oldstate, news, flags);
 	return 0;
 }
 

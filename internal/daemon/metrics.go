@@ -1,14 +1,159 @@
 package daemon
 
 import (
-	"fmt"
 	"io"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/tcpstated/tcpstated/internal/events"
+	"github.com/tcpstated/tcpstated/internal/metrics"
+	"github.com/tcpstated/tcpstated/internal/tracker"
 )
 
-// writeMetrics renders the Prometheus text format. (Filled in by the
-// metrics stage.)
+// writeMetrics renders the Prometheus text format (see docs/metrics.md).
 func (d *Daemon) writeMetrics(w io.Writer) {
-	h := d.health()
-	fmt.Fprintf(w, "tcpstated_ringbuf_records_total %d\n", h.Records)
-	fmt.Fprintf(w, "tcpstated_ringbuf_lost_total %d\n", h.Lost)
+	s := d.metricsSnapshot()
+	metrics.Render(w, &s) // an error is the scraper hanging up
 }
+
+// metricsSnapshot gathers what one scrape shows. Label values are bounded:
+// comm by the tracker's --max-comms, never pid, port or address.
+func (d *Daemon) metricsSnapshot() metrics.Snapshot {
+	st := d.trk.Stats()
+	cfg := d.trk.Config()
+	s := metrics.Snapshot{
+		Build:            buildInfo(),
+		StartTime:        d.started,
+		TimeWaitTracking: d.tracer.TimeWaitUnavailable() == nil,
+		RecordsRead:      d.records.Load(),
+		EventsWritten:    d.emitted.Load(),
+		DecodeErrors:     d.badRecs.Load(),
+		Table: metrics.Table{
+			Entries: st.Sockets, Capacity: st.SocketsMax, Full: st.TableFull,
+			ProcessesEvicted: st.ProcessesEvicted, CommOverflow: st.CommsOverflow,
+			CommLimit: cfg.MaxComms, UnknownTimeWaitEnds: st.UnknownTimeWaitEnds,
+		},
+		Bounds: bucketBounds,
+	}
+	if c, err := d.tracer.Counters(); err == nil {
+		s.Kernel = &metrics.Kernel{
+			Submitted: c.Records, Lost: c.Lost, LostPerCPU: c.LostPerCPU,
+			StorageFull: c.StorageFull, TimeWaitFull: c.TimeWaitFull,
+			WatchFull: c.WatchFull, Filtered: c.Filtered,
+		}
+	} else {
+		d.log.Debug().Err(err).Msg("metrics: kernel counters unreadable; left out")
+	}
+
+	trans := d.trk.Transitions()
+	for o := range trans {
+		for n, cnt := range trans[o] {
+			if cnt > 0 {
+				s.Transitions = append(s.Transitions, metrics.Transition{
+					Old: events.State(o).String(), New: events.State(n).String(), Count: cnt,
+				})
+			}
+		}
+	}
+
+	views := d.trk.Comms()
+	s.Comms = make([]metrics.Comm, 0, len(views)+1)
+	idx := make(map[string]int, len(views)+1)
+	for i := range views {
+		v := &views[i]
+		c := metrics.Comm{Name: v.Comm, Transitions: v.Transitions, LeaksTotal: v.Leaks}
+		for state, n := range v.Live {
+			if n > 0 {
+				c.Sockets = append(c.Sockets, metrics.StateCount{State: events.State(state).String(), N: n})
+			}
+		}
+		for state := range v.Time {
+			if h := &v.Time[state]; h.Count > 0 {
+				c.Time = append(c.Time, metrics.StateTime{
+					State: events.State(state).String(), Sum: h.Total.Seconds(),
+					Buckets: h.Hist[:min(len(tracker.Buckets)+1, len(h.Hist))],
+				})
+			}
+		}
+		idx[v.Comm] = len(s.Comms)
+		s.Comms = append(s.Comms, c)
+	}
+
+	// CLOSE_WAIT sockets past the threshold now, under the same bounded
+	// comm labels as the rest.
+	noWall := func(uint64) time.Time { return time.Time{} }
+	for _, sv := range d.trk.Sockets(tracker.Query{State: events.CloseWait}, noWall) {
+		if !sv.CloseWaitLeak {
+			continue
+		}
+		i, ok := idx[sv.Comm]
+		if !ok {
+			name := sv.Comm
+			if len(s.Comms) >= cfg.MaxComms {
+				name = tracker.OtherComm
+			}
+			if i, ok = idx[name]; !ok {
+				i = len(s.Comms)
+				idx[name] = i
+				s.Comms = append(s.Comms, metrics.Comm{Name: name})
+			}
+		}
+		s.Comms[i].Leaking++
+	}
+
+	for _, sk := range d.fanout.Sinks() {
+		ss := sk.Stats()
+		name := ss.Name
+		if name == "" {
+			name = sk.Name()
+		}
+		s.Sinks = append(s.Sinks, metrics.Sink{
+			Name: name, Queued: ss.Queued, Capacity: ss.Capacity,
+			Written: ss.Written, Dropped: ss.Dropped, Errors: ss.Errors,
+			Reconnects: ss.Reconnects, Truncated: ss.Truncated, Connected: ss.Connected,
+		})
+	}
+	return s
+}
+
+// bucketBounds are tracker.Buckets in seconds.
+var bucketBounds = func() []float64 {
+	b := make([]float64, len(tracker.Buckets))
+	for i, d := range tracker.Buckets {
+		b[i] = d.Seconds()
+	}
+	return b
+}()
+
+var buildInfo = sync.OnceValue(func() metrics.Build {
+	b := metrics.Build{Version: "dev", Commit: "unknown", GoVersion: runtime.Version(), Kernel: "unknown"}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; v != "" && v != "(devel)" {
+			b.Version = v
+		}
+		rev, dirty := "", false
+		for _, kv := range bi.Settings {
+			switch kv.Key {
+			case "vcs.revision":
+				rev = kv.Value
+			case "vcs.modified":
+				dirty = kv.Value == "true"
+			}
+		}
+		if rev != "" {
+			if len(rev) > 12 {
+				rev = rev[:12]
+			}
+			if dirty {
+				rev += "-dirty"
+			}
+			b.Commit = rev
+		}
+	}
+	if rel, _, _, _ := events.KernelVersion(); rel != "" {
+		b.Kernel = rel
+	}
+	return b
+})

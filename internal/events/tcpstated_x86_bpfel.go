@@ -51,13 +51,14 @@ type tcpstatedRecord struct {
 }
 
 type tcpstatedSockOwner struct {
-	_        structs.HostLayout
-	SinceNs  uint64
-	Pid      uint32
-	State    uint8
-	OwnerSrc uint8
-	Pad      [2]uint8
-	Comm     [16]int8
+	_           structs.HostLayout
+	SinceNs     uint64
+	Pid         uint32
+	State       uint8
+	OwnerSrc    uint8
+	SynrecvHeld uint8
+	Pad         uint8
+	Comm        [16]int8
 }
 
 type tcpstatedTwInfo struct {

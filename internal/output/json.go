@@ -3,6 +3,7 @@
 package output
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -57,6 +58,35 @@ type JSON struct {
 	log  zerolog.Logger
 	wall func(uint64) time.Time
 	addr [64]byte
+	num  [32]byte
+	ts   timeFormatter
+}
+
+// quoted holds JSON string literals of names known to need no escaping,
+// written raw: escaping them again on every event was most of the cost.
+type quoted [256][]byte
+
+func quote(n int, name func(int) string) *quoted {
+	var q quoted
+	for i := 0; i < n && i < len(q); i++ {
+		q[i] = []byte(`"` + name(i) + `"`)
+	}
+	return &q
+}
+
+var (
+	stateJSON  = quote(256, func(i int) string { return events.State(i).String() })
+	kindJSON   = quote(8, func(i int) string { return tracker.ReportKind(i).String() })
+	ownerJSON  = quote(8, func(i int) string { return events.OwnerSource(i).String() })
+	sourceJSON = quote(8, func(i int) string { return tracker.Source(i).String() })
+	familyJSON = quote(8, func(i int) string { return events.Family(i).String() })
+)
+
+// addrJSON renders an address as a JSON string; addresses need no escaping.
+func (j *JSON) addrJSON(a netip.Addr) []byte {
+	b := append(j.addr[:0], '"')
+	b = a.AppendTo(b)
+	return append(b, '"')
 }
 
 // NewJSON writes to w (usually a sink fan-out). wall converts kernel
@@ -69,39 +99,39 @@ func NewJSON(w zerolog.LevelWriter, wall func(uint64) time.Time) *JSON {
 func (j *JSON) Write(r *tracker.Report) {
 	ev := r.Ev
 	e := j.log.WithLevel(level(r.Kind))
-	e.Str(FieldEvent, r.Kind.String()).
-		Time(FieldTime, j.wall(r.Mono).UTC()).
+	e.RawJSON(FieldEvent, kindJSON[r.Kind]).
+		RawJSON(FieldTime, j.ts.format(j.wall(r.Mono))).
 		Uint64(FieldCookie, ev.Cookie).
 		Uint32(FieldPid, ev.Pid).
 		Bytes(FieldComm, ev.Comm.Bytes())
 	if r.Kind != tracker.ReportTimeWaitPressure {
-		e.Str(FieldOwner, ev.Owner.String())
+		e.RawJSON(FieldOwner, ownerJSON[ev.Owner])
 		if r.FD >= 0 {
 			e.Int32(FieldFD, r.FD)
 		}
 	}
-	e.Str(FieldFamily, ev.Family.String())
+	e.RawJSON(FieldFamily, familyJSON[ev.Family])
 	if ev.Saddr.IsValid() {
-		e.Bytes(FieldSaddr, ev.Saddr.AppendTo(j.addr[:0]))
+		e.RawJSON(FieldSaddr, j.addrJSON(ev.Saddr))
 	}
 	e.Uint16(FieldSport, ev.Sport)
 	if ev.Daddr.IsValid() {
-		e.Bytes(FieldDaddr, ev.Daddr.AppendTo(j.addr[:0]))
+		e.RawJSON(FieldDaddr, j.addrJSON(ev.Daddr))
 	}
 	e.Uint16(FieldDport, ev.Dport)
 	switch r.Kind {
 	case tracker.ReportState:
-		e.Str(FieldOld, ev.Old.String()).Str(FieldNew, ev.New.String())
+		e.RawJSON(FieldOld, stateJSON[ev.Old]).RawJSON(FieldNew, stateJSON[ev.New])
 		if r.HasDur {
-			e.Float64(FieldDurMs, float64(r.Dur)/float64(time.Millisecond))
+			e.RawJSON(FieldDurMs, appendMillis(j.num[:0], r.Dur))
 		}
-		e.Str(FieldSource, r.Source.String())
+		e.RawJSON(FieldSource, sourceJSON[r.Source])
 		if r.Reason != "" {
 			e.Str(FieldReason, r.Reason)
 		}
 		e.Uint32(FieldCPUPid, ev.CPUPid).Bytes(FieldCPUComm, ev.CPUComm.Bytes())
 	case tracker.ReportCloseWaitLeak, tracker.ReportCloseWaitResolved, tracker.ReportStuck:
-		e.Str(FieldState, r.State.String()).
+		e.RawJSON(FieldState, stateJSON[r.State]).
 			Float64(FieldAgeS, r.Age.Seconds()).
 			Bool(FieldAgeLB, r.AgeLowerBound)
 	case tracker.ReportTimeWaitPressure:
@@ -111,5 +141,3 @@ func (j *JSON) Write(r *tracker.Report) {
 	e.Uint32(FieldNetns, ev.Netns)
 	e.Send()
 }
-
-var _ = events.KindState

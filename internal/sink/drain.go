@@ -11,6 +11,12 @@ const (
 	// A batch is what one write(2) carries on stream and file sinks.
 	batchBytes  = 64 << 10
 	batchEvents = 1024
+
+	// After a wake-up the drainer waits up to lingerDelay for a batch of
+	// lingerEnough events: at most a millisecond of latency, and at most a
+	// thousand wake-ups a second however busy the sink.
+	lingerDelay  = time.Millisecond
+	lingerEnough = 64
 )
 
 var errPeerClosed = errors.New("peer closed the connection")
@@ -206,6 +212,25 @@ func (s *queueSink) pause() {
 func (s *queueSink) idle() {
 	select {
 	case <-s.wake:
+		s.linger()
+	case req := <-s.reopenReq:
+		req <- s.reopen()
+	case <-s.d.stop:
+		s.beginClose()
+	}
+}
+
+// linger lets a few more events gather after a wake-up before writing.
+// Without it a drainer that keeps up would empty the queue after every
+// event, and each following Write would pay for waking it again.
+func (s *queueSink) linger() {
+	if s.q.len() >= lingerEnough {
+		return
+	}
+	s.d.timer.Reset(lingerDelay)
+	defer s.d.timer.Stop()
+	select {
+	case <-s.d.timer.C:
 	case req := <-s.reopenReq:
 		req <- s.reopen()
 	case <-s.d.stop:

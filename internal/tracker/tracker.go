@@ -72,6 +72,9 @@ type Tracker struct {
 	stats    Stats
 	scanGen  uint32
 	pressure map[pressureKey]bool
+	free     []*Socket // rows of closed sockets, reused: no garbage per connection
+	// Reports handed to emit live here: a local would escape to the heap.
+	report, resolved Report
 }
 
 // New makes an empty tracker. clock returns CLOCK_MONOTONIC ns.
@@ -148,7 +151,8 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	if s != nil {
 		fill(ev, s)
 	}
-	r := Report{Kind: ReportState, Ev: ev, Mono: ev.Mono, FD: -1, Source: src}
+	r := &t.report
+	*r = Report{Kind: ReportState, Ev: ev, Mono: ev.Mono, FD: -1, Source: src}
 	if s != nil {
 		r.FD = s.FD
 	}
@@ -179,20 +183,23 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	}
 	t.commStats(ev.Comm).Transitions++
 
+	emit(r)
 	if s != nil && s.State == events.CloseWait && ev.New != events.CloseWait && s.Leaked {
-		res := r
+		res := &t.resolved
+		*res = *r
 		res.Kind = ReportCloseWaitResolved
 		res.Age = time.Duration(ev.Mono - s.Since)
 		res.AgeLowerBound = s.SinceLowerBound
-		defer emit(&res)
+		res.State = events.CloseWait
+		emit(res)
 		t.procLeakResolved(s.Pid)
 	}
-	emit(&r)
 
 	if ev.New == events.Close {
 		if s != nil {
 			t.procMove(s.Pid, s.State, 0)
 			delete(t.sockets, ev.Cookie)
+			t.release(s)
 		}
 		return
 	}
@@ -201,7 +208,7 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 			t.stats.TableFull++
 			return
 		}
-		s = &Socket{Cookie: ev.Cookie, FD: -1}
+		s = t.alloc(ev.Cookie)
 		t.sockets[ev.Cookie] = s
 	} else {
 		t.procMove(s.Pid, s.State, 0)
@@ -247,7 +254,8 @@ func (t *Tracker) applySnapshot(ev *events.Event) {
 		t.stats.TableFull++
 		return
 	}
-	s := &Socket{Cookie: ev.Cookie, FD: -1, State: ev.Old}
+	s := t.alloc(ev.Cookie)
+	s.State = ev.Old
 	t.update(s, ev)
 	if ev.SinceMono != 0 {
 		s.Since = ev.SinceMono
@@ -325,4 +333,24 @@ func (t *Tracker) Transitions() [16][16]uint64 {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	return t.trans
+}
+
+// alloc returns a zeroed row, reusing a released one when it can.
+func (t *Tracker) alloc(cookie uint64) *Socket {
+	var s *Socket
+	if n := len(t.free); n > 0 {
+		s, t.free = t.free[n-1], t.free[:n-1]
+		*s = Socket{}
+	} else {
+		s = &Socket{}
+	}
+	s.Cookie, s.FD = cookie, -1
+	return s
+}
+
+// release keeps a row for reuse, up to a bound.
+func (t *Tracker) release(s *Socket) {
+	if len(t.free) < 4096 {
+		t.free = append(t.free, s)
+	}
 }

@@ -33,8 +33,9 @@ Options:
   --timeout SECS       hard limit for one VM, boot included
                        (default: test timeout + 300)
   --fetch-only         only resolve and download the kernels
-  --shell              debug: boot to a shell on the console instead of
-                       running the test (leave with `exit`, or Ctrl-A x)
+  --shell              debug: boot the first selected kernel to a shell on the
+                       console instead of running the test (leave with
+                       `exit`, or Ctrl-A x)
   --keep               keep the initramfs work directory
   -h, --help           this text
 
@@ -111,12 +112,16 @@ kernels=()
 IFS=, read -r -a requested <<<"$kernels_arg"
 for k in "${requested[@]}"; do
 	if [[ $k == all ]]; then
-		kernels+=("${KERNEL_ORDER[@]}")
+		set -- "${KERNEL_ORDER[@]}"
 	elif [[ -n ${KERNEL_META[$k]:-} || $k == linux-image-* ]]; then
-		kernels+=("$k")
+		set -- "$k"
 	else
 		die "unknown kernel '$k' (known: ${KERNEL_ORDER[*]}, all, or a linux-image-* package)"
 	fi
+	for one in "$@"; do
+		# Results are kept per kernel name: run each once.
+		[[ " ${kernels[*]} " == *" $one "* ]] || kernels+=("$one")
+	done
 done
 ((${#kernels[@]})) || die "no kernel selected"
 
@@ -132,9 +137,6 @@ esac
 # print its goroutine dump before the VM is killed.
 vm_timeout=${vm_timeout:-$((test_secs + 300))}
 [[ $vm_timeout =~ ^[0-9]+$ ]] || die "--timeout must be whole seconds"
-if ((shell_mode)); then
-	vm_timeout=$((24 * 3600))
-fi
 
 for kv in "${extra_env[@]}"; do
 	[[ $kv =~ ^[A-Za-z_][A-Za-z0-9_]*= && $kv != *$'\n'* ]] ||
@@ -235,12 +237,19 @@ mkdir -p "$cache" "$logs"
 exec {cache_lock}>"$cache/.lock"
 flock "$cache_lock"
 
+# The system's apt config (as in container images) may disable apt's binary
+# package cache, so that each apt-cache call parses all lists (~1 s); keep one
+# in our cache, which apt revalidates against the lists.
+apt_cache() {
+	apt-cache -o Dir::Cache::pkgcache="$cache/apt-pkgcache.bin" "$@"
+}
+
 # Prints the exact image package that a meta-package depends on (following
 # meta -> meta chains); prints the name itself if it depends on no image.
 image_package() {
 	local p=$1 next
 	for _ in 1 2 3 4; do
-		next=$(apt-cache depends --no-recommends --no-suggests --no-conflicts \
+		next=$(apt_cache depends --no-recommends --no-suggests --no-conflicts \
 			--no-breaks --no-replaces --no-enhances "$p" 2>/dev/null |
 			awk '$1 ~ /^\|?Depends:$/ && $2 ~ /^linux-image-[^<>]*$/ && !n++ { print $2 }')
 		[[ -n $next ]] || break
@@ -250,7 +259,7 @@ image_package() {
 }
 
 candidate_version() {
-	apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2 }'
+	apt_cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2 }'
 }
 
 # resolve LABEL -> sets r_pkg r_ver (from apt), or fails.
@@ -503,12 +512,15 @@ for k in "${kernels[@]}"; do
 		-nographic -no-reboot -nic none
 		-kernel "$vmlinuz" -initrd "$initrd" -append "$append")
 
-	say "booting $k ($(basename "$vmlinuz")), limit ${vm_timeout}s, log $log"
 	start=$(date +%s)
 	if ((shell_mode)); then
+		# Interactive: no time limit, the terminal is the console. Only the
+		# first selected kernel is booted.
+		say "booting $k ($(basename "$vmlinuz")) to a shell; Ctrl-A x quits qemu"
 		"${qemu[@]}" | tee "$log"
 		exit 0
 	fi
+	say "booting $k ($(basename "$vmlinuz")), limit ${vm_timeout}s, log $log"
 	set +e
 	# --foreground keeps qemu in our process group, so Ctrl-C reaches it.
 	# The console ends lines with \r\n, and SeaBIOS resets and clears the

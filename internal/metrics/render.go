@@ -1,0 +1,402 @@
+package metrics
+
+import (
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Render writes s in the Prometheus text format (0.0.4). Each family is
+// written once, with # HELP and # TYPE, its samples together. Output is
+// deterministic for a given snapshot: comms are sorted by label value.
+func Render(w io.Writer, s *Snapshot) error {
+	_, err := w.Write(Append(make([]byte, 0, 64<<10), s))
+	return err
+}
+
+// Append is Render into a byte slice.
+func Append(b []byte, s *Snapshot) []byte {
+	e := &enc{b: b}
+
+	e.family("tcpstated_build_info", "gauge", "Always 1; the labels identify the binary and the kernel it runs on.")
+	e.gauge("tcpstated_build_info", 1, "version", s.Build.Version, "commit", s.Build.Commit,
+		"goversion", s.Build.GoVersion, "kernel", s.Build.Kernel)
+	if !s.StartTime.IsZero() {
+		e.family("tcpstated_start_time_seconds", "gauge", "When the daemon started, in seconds since the epoch.")
+		e.float("tcpstated_start_time_seconds", float64(s.StartTime.UnixMilli())/1e3)
+	}
+	e.family("tcpstated_timewait_tracking_enabled", "gauge", "1 if timewait sockets are followed (TIME_WAIT entries and exits reported), 0 if the kernel does not allow it.")
+	e.gauge("tcpstated_timewait_tracking_enabled", b2i(s.TimeWaitTracking))
+
+	// Pipeline: kernel -> ring buffer -> daemon -> sinks.
+	e.counter1("tcpstated_ringbuf_records_total", "Records the daemon read from the ring buffer.", s.RecordsRead)
+	if k := s.Kernel; k != nil {
+		e.counter1("tcpstated_ringbuf_submitted_total", "Records the BPF programs submitted to the ring buffer.", k.Submitted)
+		e.counter1("tcpstated_ringbuf_lost_total", "Records lost because the ring buffer was full (raise --ring-size).", k.Lost)
+		if len(k.LostPerCPU) > 0 {
+			e.family("tcpstated_ringbuf_lost_per_cpu_total", "counter", "Records lost because the ring buffer was full, by the CPU that lost them.")
+			for cpu, n := range k.LostPerCPU {
+				e.counter("tcpstated_ringbuf_lost_per_cpu_total", n, "cpu", strconv.Itoa(cpu))
+			}
+		}
+	}
+	e.counter1("tcpstated_decode_errors_total", "Ring-buffer records that could not be decoded.", s.DecodeErrors)
+	e.counter1("tcpstated_events_total", "Events written to the sinks (after filters).", s.EventsWritten)
+
+	// Kernel tables.
+	if k := s.Kernel; k != nil {
+		e.counter1("tcpstated_kernel_storage_full_total", "Sockets the kernel could not give socket storage: their owner and age are unknown.", k.StorageFull)
+		e.counter1("tcpstated_timewait_table_full_total", "Timewait sockets not followed because the kernel timewait table was full (raise --max-timewait): their TIME_WAIT exit is not seen.", k.TimeWaitFull)
+		e.counter1("tcpstated_timewait_watch_full_total", "FIN_WAIT2 -> TIME_WAIT switches seen late because the kernel watch list was full.", k.WatchFull)
+		e.counter1("tcpstated_filtered_total", "Transitions dropped in the kernel by --pid, --port, --state or --family.", k.Filtered)
+	}
+
+	// User-space tables.
+	t := &s.Table
+	e.gauge1("tcpstated_socket_table_entries", "Sockets in the live socket table.", int64(t.Entries))
+	e.gauge1("tcpstated_socket_table_capacity", "Size of the live socket table (--max-sockets).", int64(t.Capacity))
+	e.counter1("tcpstated_socket_table_full_total", "Sockets not tracked because the live socket table was full.", t.Full)
+	e.counter1("tcpstated_processes_evicted_total", "Idle processes dropped from per-process accounting (--max-processes).", t.ProcessesEvicted)
+	e.counter1("tcpstated_timewait_ends_untracked_total", "TIME_WAIT ends of sockets that were not in the socket table.", t.UnknownTimeWaitEnds)
+
+	comms := mergeComms(s.Comms)
+	e.gauge1("tcpstated_comm_labels", "Distinct comm label values in the per-comm metrics now.", int64(len(comms)))
+	if t.CommLimit > 0 {
+		e.gauge1("tcpstated_comm_label_limit", "Distinct comm values kept (--max-comms); events of further ones count under comm=\"other\".", int64(t.CommLimit))
+	}
+	e.counter1("tcpstated_comm_label_overflow_total", "Events counted under comm=\"other\" because --max-comms distinct comm values were already kept.", t.CommOverflow)
+
+	// TCP.
+	e.family("tcpstated_transitions_total", "counter", "TCP state changes, by old and new state.")
+	for _, tr := range s.Transitions {
+		if tr.Count > 0 {
+			e.counter("tcpstated_transitions_total", tr.Count, "old", tr.Old, "new", tr.New)
+		}
+	}
+	e.family("tcpstated_comm_transitions_total", "counter", "TCP state changes, by the command name of the socket's owner.")
+	for i := range comms {
+		e.counter("tcpstated_comm_transitions_total", comms[i].Transitions, "comm", comms[i].Name)
+	}
+	e.family("tcpstated_sockets", "gauge", "Live sockets by state and owner's command name (states with none are left out).")
+	for i := range comms {
+		for _, sc := range comms[i].Sockets {
+			if sc.N > 0 {
+				e.gauge("tcpstated_sockets", int64(sc.N), "state", sc.State, "comm", comms[i].Name)
+			}
+		}
+	}
+	e.family("tcpstated_close_wait_leaks_total", "counter", "CLOSE_WAIT sockets that stayed longer than --close-wait-threshold (the application did not close them), by owner's command name.")
+	for i := range comms {
+		e.counter("tcpstated_close_wait_leaks_total", comms[i].LeaksTotal, "comm", comms[i].Name)
+	}
+	e.family("tcpstated_close_wait_leaking", "gauge", "CLOSE_WAIT sockets older than --close-wait-threshold now, by owner's command name.")
+	for i := range comms {
+		e.gauge("tcpstated_close_wait_leaking", int64(comms[i].Leaking), "comm", comms[i].Name)
+	}
+	e.family("tcpstated_state_duration_seconds", "histogram", "Time sockets spent in a TCP state before leaving it, by state and owner's command name.")
+	les := make([]string, len(s.Bounds))
+	for i, ub := range s.Bounds {
+		les[i] = string(appendFloat(nil, ub))
+	}
+	for i := range comms {
+		for j := range comms[i].Time {
+			e.histogram("tcpstated_state_duration_seconds", les, &comms[i].Time[j], comms[i].Name)
+		}
+	}
+
+	// Sinks.
+	sinks := sinkLabels(s.Sinks)
+	e.family("tcpstated_sink_queue_length", "gauge", "Events waiting in the sink's queue.")
+	for i, sk := range s.Sinks {
+		e.gauge("tcpstated_sink_queue_length", int64(sk.Queued), "sink", sinks[i])
+	}
+	e.family("tcpstated_sink_queue_capacity", "gauge", "Size of the sink's queue (--queue-len).")
+	for i, sk := range s.Sinks {
+		e.gauge("tcpstated_sink_queue_capacity", int64(sk.Capacity), "sink", sinks[i])
+	}
+	e.family("tcpstated_sink_written_total", "counter", "Events the sink delivered.")
+	for i, sk := range s.Sinks {
+		e.counter("tcpstated_sink_written_total", sk.Written, "sink", sinks[i])
+	}
+	e.family("tcpstated_sink_dropped_total", "counter", "Events the sink dropped: queue full, sink closed, or undeliverable at shutdown.")
+	for i, sk := range s.Sinks {
+		e.counter("tcpstated_sink_dropped_total", sk.Dropped, "sink", sinks[i])
+	}
+	e.family("tcpstated_sink_errors_total", "counter", "Failed opens, dials and writes of the sink.")
+	for i, sk := range s.Sinks {
+		e.counter("tcpstated_sink_errors_total", sk.Errors, "sink", sinks[i])
+	}
+	e.family("tcpstated_sink_reconnects_total", "counter", "Successful reconnections of the sink after a loss.")
+	for i, sk := range s.Sinks {
+		e.counter("tcpstated_sink_reconnects_total", sk.Reconnects, "sink", sinks[i])
+	}
+	e.family("tcpstated_sink_truncated_total", "counter", "Syslog messages cut to fit the transport's size limit.")
+	for i, sk := range s.Sinks {
+		e.counter("tcpstated_sink_truncated_total", sk.Truncated, "sink", sinks[i])
+	}
+	e.family("tcpstated_sink_connected", "gauge", "1 if the sink's destination is open or connected, 0 if not.")
+	for i, sk := range s.Sinks {
+		e.gauge("tcpstated_sink_connected", b2i(sk.Connected), "sink", sinks[i])
+	}
+	return e.b
+}
+
+type enc struct{ b []byte }
+
+// family writes # HELP and # TYPE.
+func (e *enc) family(name, typ, help string) {
+	e.b = append(e.b, "# HELP "...)
+	e.b = append(e.b, name...)
+	e.b = append(e.b, ' ')
+	e.b = appendHelp(e.b, help)
+	e.b = append(e.b, "\n# TYPE "...)
+	e.b = append(e.b, name...)
+	e.b = append(e.b, ' ')
+	e.b = append(e.b, typ...)
+	e.b = append(e.b, '\n')
+}
+
+// series writes the name and labels of a sample, up to the value.
+func (e *enc) series(name string, kv []string) {
+	e.b = append(e.b, name...)
+	if len(kv) > 0 {
+		e.b = append(e.b, '{')
+		for i := 0; i+1 < len(kv); i += 2 {
+			if i > 0 {
+				e.b = append(e.b, ',')
+			}
+			e.b = append(e.b, kv[i]...)
+			e.b = append(e.b, `="`...)
+			e.b = AppendLabelValue(e.b, kv[i+1])
+			e.b = append(e.b, '"')
+		}
+		e.b = append(e.b, '}')
+	}
+	e.b = append(e.b, ' ')
+}
+
+func (e *enc) counter(name string, v uint64, kv ...string) {
+	e.series(name, kv)
+	e.b = strconv.AppendUint(e.b, v, 10)
+	e.b = append(e.b, '\n')
+}
+
+func (e *enc) gauge(name string, v int64, kv ...string) {
+	e.series(name, kv)
+	e.b = strconv.AppendInt(e.b, v, 10)
+	e.b = append(e.b, '\n')
+}
+
+func (e *enc) float(name string, v float64, kv ...string) {
+	e.series(name, kv)
+	e.b = appendFloat(e.b, v)
+	e.b = append(e.b, '\n')
+}
+
+// counter1 and gauge1 write a family of one unlabelled sample.
+func (e *enc) counter1(name, help string, v uint64) {
+	e.family(name, "counter", help)
+	e.counter(name, v)
+}
+
+func (e *enc) gauge1(name, help string, v int64) {
+	e.family(name, "gauge", help)
+	e.gauge(name, v)
+}
+
+// histogram writes _bucket (cumulative, ending with +Inf), _sum and
+// _count for one state of one comm; nothing if it counted nothing.
+// les are the bucket bounds, formatted.
+func (e *enc) histogram(name string, les []string, st *StateTime, comm string) {
+	var total uint64
+	for _, n := range st.Buckets {
+		total += n
+	}
+	if total == 0 {
+		return
+	}
+	bucket := name + "_bucket"
+	var cum uint64
+	for i, le := range les {
+		if i < len(st.Buckets) {
+			cum += st.Buckets[i]
+		}
+		e.counter(bucket, cum, "state", st.State, "comm", comm, "le", le)
+	}
+	e.counter(bucket, total, "state", st.State, "comm", comm, "le", "+Inf")
+	e.float(name+"_sum", st.Sum, "state", st.State, "comm", comm)
+	e.counter(name+"_count", total, "state", st.State, "comm", comm)
+}
+
+// AppendLabelValue appends v escaped for the inside of a quoted label
+// value: backslash, double quote and line feed are escaped; bytes that are
+// not UTF-8 become U+FFFD, as in the JSON event stream (Prometheus rejects
+// a scrape with an invalid label value). Other characters, control
+// characters included, are written as they are, which the format allows.
+func AppendLabelValue(b []byte, v string) []byte {
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c < utf8.RuneSelf {
+			switch c {
+			case '\\':
+				b = append(b, `\\`...)
+			case '"':
+				b = append(b, `\"`...)
+			case '\n':
+				b = append(b, `\n`...)
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(v[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, "\uFFFD"...)
+		} else {
+			b = append(b, v[i:i+size]...)
+		}
+		i += size
+	}
+	return b
+}
+
+// LabelValue is the label value v is shown as, unescaped: v with every
+// byte that is not UTF-8 replaced by U+FFFD. Values that differ only in
+// such bytes are one series.
+func LabelValue(v string) string {
+	if utf8.ValidString(v) {
+		return v
+	}
+	var b strings.Builder
+	for i := 0; i < len(v); {
+		r, size := utf8.DecodeRuneInString(v[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteString("\uFFFD")
+		} else {
+			b.WriteString(v[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+// appendHelp escapes a HELP text: backslash and line feed.
+func appendHelp(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			b = append(b, `\\`...)
+		case '\n':
+			b = append(b, `\n`...)
+		default:
+			b = append(b, s[i])
+		}
+	}
+	return b
+}
+
+// appendFloat writes v as Prometheus reads it, without an exponent in the
+// usual range, so that le values and sums stay readable and identical
+// from scrape to scrape.
+func appendFloat(b []byte, v float64) []byte {
+	switch {
+	case math.IsInf(v, 1):
+		return append(b, "+Inf"...)
+	case math.IsInf(v, -1):
+		return append(b, "-Inf"...)
+	case math.IsNaN(v):
+		return append(b, "NaN"...)
+	}
+	if a := math.Abs(v); a == 0 || a >= 1e-6 && a < 1e15 {
+		return strconv.AppendFloat(b, v, 'f', -1, 64)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
+}
+
+func b2i(v bool) int64 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// mergeComms returns the comms by label value, sorted, merging those
+// whose names show as the same label value (invalid UTF-8).
+func mergeComms(in []Comm) []Comm {
+	out := make([]Comm, 0, len(in))
+	idx := make(map[string]int, len(in))
+	for i := range in {
+		c := &in[i]
+		name := LabelValue(c.Name)
+		j, ok := idx[name]
+		if !ok {
+			idx[name] = len(out)
+			out = append(out, Comm{
+				Name: name, Transitions: c.Transitions, LeaksTotal: c.LeaksTotal, Leaking: c.Leaking,
+				Sockets: mergeCounts(nil, c.Sockets), Time: mergeTimes(nil, c.Time),
+			})
+			continue
+		}
+		o := &out[j]
+		o.Transitions += c.Transitions
+		o.LeaksTotal += c.LeaksTotal
+		o.Leaking += c.Leaking
+		o.Sockets = mergeCounts(o.Sockets, c.Sockets)
+		o.Time = mergeTimes(o.Time, c.Time)
+	}
+	slices.SortFunc(out, func(a, b Comm) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// mergeCounts adds add into dst by state, keeping dst's order.
+func mergeCounts(dst, add []StateCount) []StateCount {
+	for _, sc := range add {
+		i := slices.IndexFunc(dst, func(d StateCount) bool { return d.State == sc.State })
+		if i < 0 {
+			dst = append(dst, sc)
+		} else {
+			dst[i].N += sc.N
+		}
+	}
+	return dst
+}
+
+// mergeTimes adds add into dst by state; it never aliases add's buckets.
+func mergeTimes(dst, add []StateTime) []StateTime {
+	for _, st := range add {
+		i := slices.IndexFunc(dst, func(d StateTime) bool { return d.State == st.State })
+		if i < 0 {
+			dst = append(dst, StateTime{State: st.State, Sum: st.Sum, Buckets: slices.Clone(st.Buckets)})
+			continue
+		}
+		d := &dst[i]
+		d.Sum += st.Sum
+		for len(d.Buckets) < len(st.Buckets) {
+			d.Buckets = append(d.Buckets, 0)
+		}
+		for k, n := range st.Buckets {
+			d.Buckets[k] += n
+		}
+	}
+	return dst
+}
+
+// sinkLabels returns the sink label values: the URL, with " #2", " #3"...
+// appended to repeats so that two sinks never share a series.
+func sinkLabels(sinks []Sink) []string {
+	out := make([]string, len(sinks))
+	seen := make(map[string]int, len(sinks))
+	for i, sk := range sinks {
+		name := LabelValue(sk.Name)
+		seen[name]++
+		if n := seen[name]; n > 1 {
+			name += " #" + strconv.Itoa(n)
+		}
+		out[i] = name
+	}
+	return out
+}

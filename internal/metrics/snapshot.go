@@ -1,0 +1,117 @@
+// Package metrics renders tcpstated's state as the Prometheus text
+// exposition format, version 0.0.4, by hand: the daemon fills a plain
+// Snapshot and Render writes it. There is no registry and no dependency.
+//
+// Label cardinality is bounded by the daemon: comm values are at most
+// --max-comms distinct names plus "other", states are the kernel's dozen,
+// sinks are the configured ones, cpus the possible CPUs. No pid, port or
+// address is ever a label.
+package metrics
+
+import "time"
+
+// ContentType is the Content-Type of what Render writes.
+const ContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// Snapshot is everything one scrape shows. The daemon fills it; Render
+// only formats it (and merges comm values that format to the same label).
+type Snapshot struct {
+	Build     Build
+	StartTime time.Time // when the daemon started; zero: not shown
+
+	// TimeWaitTracking is false when the kernel's timewait sockets cannot
+	// be followed: TIME_WAIT entries and exits are then not reported.
+	TimeWaitTracking bool
+
+	// The daemon's own counters.
+	RecordsRead   uint64 // ring-buffer records read
+	EventsWritten uint64 // events handed to the sinks (after filters)
+	DecodeErrors  uint64 // undecodable ring-buffer records
+
+	// Kernel is what the BPF programs counted; nil when the counters
+	// could not be read (the families are then left out).
+	Kernel *Kernel
+
+	Table Table
+
+	// Transitions counts state changes by old and new state; zero
+	// counts may be left out.
+	Transitions []Transition
+
+	// Bounds are the histogram upper bounds in seconds, ascending.
+	Bounds []float64
+	// Comms are the per-comm aggregates, one per label value.
+	Comms []Comm
+
+	Sinks []Sink
+}
+
+// Build identifies the binary and the kernel it runs on.
+type Build struct {
+	Version, Commit, GoVersion, Kernel string
+}
+
+// Kernel holds the BPF programs' counters, summed over CPUs.
+type Kernel struct {
+	Submitted    uint64   // records submitted to the ring buffer
+	Lost         uint64   // ring buffer full: records lost
+	LostPerCPU   []uint64 // Lost by CPU
+	StorageFull  uint64   // no socket storage: owner and age unknown
+	TimeWaitFull uint64   // timewait table full: TIME_WAIT exit unseen
+	WatchFull    uint64   // watch list full: substate switch seen late
+	Filtered     uint64   // transitions dropped by in-kernel filters
+}
+
+// Table is the user-space socket table and its bounds.
+type Table struct {
+	Entries, Capacity   int
+	Full                uint64 // sockets not tracked: table full
+	ProcessesEvicted    uint64
+	CommOverflow        uint64 // events counted under comm="other"
+	CommLimit           int    // --max-comms
+	UnknownTimeWaitEnds uint64 // TIME_WAIT ends of sockets not in the table
+}
+
+// Transition is the count of one old -> new state change.
+type Transition struct {
+	Old, New string
+	Count    uint64
+}
+
+// Comm is the aggregate of every process with one command name.
+type Comm struct {
+	Name        string
+	Transitions uint64 // state changes counted under this comm
+	LeaksTotal  uint64 // CLOSE_WAIT sockets that crossed the threshold, ever
+	Leaking     int    // CLOSE_WAIT sockets past the threshold now
+	Sockets     []StateCount
+	Time        []StateTime
+}
+
+// StateCount is a number of live sockets in one state.
+type StateCount struct {
+	State string
+	N     int
+}
+
+// StateTime is the distribution of time spent in one state by sockets
+// that left it.
+type StateTime struct {
+	State string
+	Sum   float64 // seconds
+	// Buckets are per-bucket, not cumulative, counts: Buckets[i] counts
+	// stays in (Bounds[i-1], Bounds[i]]; the slot after the last bound
+	// counts stays longer than every bound. Render accumulates them.
+	Buckets []uint64
+}
+
+// Sink is one event destination's queue and delivery counters.
+type Sink struct {
+	Name             string // the sink URL
+	Queued, Capacity int
+	Written, Dropped uint64
+	Errors           uint64
+	Reconnects       uint64
+	Truncated        uint64
+	Connected        bool
+}

@@ -1,0 +1,303 @@
+package tracker
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/tcpstated/tcpstated/internal/events"
+)
+
+// fakeClock is CLOCK_MONOTONIC under the test's control.
+type fakeClock struct{ ns uint64 }
+
+func (c *fakeClock) now() uint64             { return c.ns }
+func (c *fakeClock) advance(d time.Duration) { c.ns += uint64(d) }
+
+func comm(s string) (c events.Comm) { copy(c[:], s); return }
+
+var (
+	client = netip.MustParseAddr("10.0.0.1")
+	server = netip.MustParseAddr("10.0.0.2")
+)
+
+// feed builds records and collects reports.
+type feed struct {
+	t       *testing.T
+	trk     *Tracker
+	clk     *fakeClock
+	reports []Report
+}
+
+func newFeed(t *testing.T, cfg Config) *feed {
+	clk := &fakeClock{ns: uint64(time.Hour)}
+	return &feed{t: t, trk: New(cfg, clk.now), clk: clk}
+}
+
+func (f *feed) emit(r *Report) {
+	cp := *r
+	ev := *r.Ev
+	cp.Ev = &ev
+	f.reports = append(f.reports, cp)
+}
+
+// state feeds one tracepoint record; since is taken from the clock of the
+// previous record of the socket unless zero is wanted.
+func (f *feed) state(cookie uint64, pid uint32, old, nw events.State, since uint64) *Report {
+	ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), SinceMono: since, Cookie: cookie,
+		Pid: pid, Comm: comm("curl"), Owner: events.OwnerConnect, Family: events.IPv4,
+		Saddr: client, Daddr: server, Sport: 40000, Dport: 80, Old: old, New: nw}
+	n := len(f.reports)
+	f.trk.Apply(&ev, f.emit)
+	if len(f.reports) == n {
+		return nil
+	}
+	return &f.reports[len(f.reports)-1]
+}
+
+func TestLifecycleAndAccounting(t *testing.T) {
+	f := newFeed(t, Config{})
+	start := f.clk.now()
+	f.state(1, 100, events.Close, events.SynSent, 0)
+	f.clk.advance(2 * time.Millisecond)
+	r := f.state(1, 100, events.SynSent, events.Established, start)
+	if !r.HasDur || r.Dur != 2*time.Millisecond || r.Source != SourceTracepoint {
+		t.Fatalf("SYN_SENT stay: %+v", r)
+	}
+	socks := f.trk.Sockets(Query{}, func(ns uint64) time.Time { return time.Unix(0, int64(ns)) })
+	if len(socks) != 1 || socks[0].State != "ESTABLISHED" || socks[0].Pid != 100 || socks[0].Comm != "curl" {
+		t.Fatalf("table: %+v", socks)
+	}
+	p := f.trk.Processes()
+	if len(p) != 1 || p[0].Sockets["ESTABLISHED"] != 1 || p[0].Time["SYN_SENT"].Count != 1 || p[0].Time["SYN_SENT"].MaxS != 0.002 {
+		t.Fatalf("process: %+v", p)
+	}
+	f.state(1, 100, events.Established, events.Close, f.clk.now())
+	if n := f.trk.Stats().Sockets; n != 0 {
+		t.Fatalf("%d sockets after CLOSE", n)
+	}
+	if p := f.trk.Processes(); p[0].Sockets["ESTABLISHED"] != 0 {
+		t.Fatalf("live count not released: %+v", p[0].Sockets)
+	}
+	if tr := f.trk.Transitions(); tr[events.SynSent][events.Established] != 1 {
+		t.Fatal("transition not counted")
+	}
+}
+
+// A timewait socket's records carry no addresses: the table supplies them,
+// and the end says why and how long.
+func TestTimeWaitFromTable(t *testing.T) {
+	for _, tc := range []struct {
+		flags  events.Flags
+		old    events.State
+		reason string
+	}{
+		{events.FlagExpired, events.TimeWait, ReasonExpired},
+		{events.FlagEndedEarly, events.TimeWait, ReasonEndedEarly},
+		{events.FlagExpired, events.FinWait2, ReasonFinWait2Timeout},
+	} {
+		f := newFeed(t, Config{})
+		f.state(7, 100, events.FinWait1, events.FinWait2, 0)
+		entered := f.clk.now()
+		if tc.old == events.TimeWait {
+			f.clk.advance(time.Millisecond)
+			entered = f.clk.now()
+			ev := events.Event{Kind: events.KindTimeWaitSwitch, Mono: entered, SinceMono: entered - uint64(time.Millisecond),
+				Cookie: 7, Pid: 100, Family: events.IPv4, Saddr: netip.IPv4Unspecified(), Daddr: netip.IPv4Unspecified(),
+				Sport: 40000, Dport: 80, Old: events.FinWait2, New: events.TimeWait, Flags: events.FlagSwitchDerived}
+			f.trk.Apply(&ev, f.emit)
+			sw := f.reports[len(f.reports)-1]
+			if sw.Source != SourceTimeWaitExpiry || sw.Ev.Saddr != client || sw.Dur != time.Millisecond {
+				t.Fatalf("switch: %+v %+v", sw, sw.Ev)
+			}
+		}
+		f.clk.advance(60 * time.Second)
+		ev := events.Event{Kind: events.KindTimeWaitEnd, Mono: f.clk.now(), SinceMono: entered, Cookie: 7, Pid: 100,
+			Family: events.IPv4, Saddr: netip.IPv4Unspecified(), Daddr: netip.IPv4Unspecified(), Sport: 40000,
+			Dport: 80, Old: tc.old, New: events.Close, Flags: tc.flags}
+		f.trk.Apply(&ev, f.emit)
+		end := f.reports[len(f.reports)-1]
+		if end.Reason != tc.reason || end.Ev.Daddr != server || end.Ev.Saddr != client || end.Dur != 60*time.Second {
+			t.Errorf("%s: end %+v %+v", tc.reason, end, end.Ev)
+		}
+		if f.trk.Stats().Sockets != 0 {
+			t.Errorf("%s: socket left in table", tc.reason)
+		}
+	}
+}
+
+func TestCloseWaitLeakOnceAndResolved(t *testing.T) {
+	f := newFeed(t, Config{CloseWaitThreshold: time.Minute})
+	f.state(3, 200, events.Established, events.CloseWait, 0)
+	f.trk.Tick(f.emit)
+	if len(f.reports) != 1 {
+		t.Fatalf("leak reported early: %+v", f.reports)
+	}
+	f.clk.advance(61 * time.Second)
+	if !f.trk.HasPendingFindings() {
+		t.Fatal("no pending finding past the threshold")
+	}
+	f.trk.Tick(f.emit)
+	f.trk.Tick(f.emit)
+	var leaks []Report
+	for _, r := range f.reports {
+		if r.Kind == ReportCloseWaitLeak {
+			leaks = append(leaks, r)
+		}
+	}
+	if len(leaks) != 1 || leaks[0].Age != 61*time.Second || leaks[0].Ev.Pid != 200 || leaks[0].State != events.CloseWait {
+		t.Fatalf("leaks: %+v", leaks)
+	}
+	if p := f.trk.Processes(); p[0].CloseWaitLeaks != 1 {
+		t.Fatalf("process leaking %d", p[0].CloseWaitLeaks)
+	}
+	f.state(3, 200, events.CloseWait, events.LastAck, 0)
+	last := f.reports[len(f.reports)-1]
+	if last.Kind != ReportCloseWaitResolved || last.Age != 61*time.Second {
+		t.Fatalf("resolution: %+v", last)
+	}
+	if p := f.trk.Processes(); p[0].CloseWaitLeaks != 0 {
+		t.Fatalf("still leaking %d after resolution", p[0].CloseWaitLeaks)
+	}
+}
+
+func TestStuckFinWait(t *testing.T) {
+	f := newFeed(t, Config{FinWait1Threshold: time.Second, FinWait2Threshold: time.Minute})
+	f.state(4, 1, events.Established, events.FinWait1, 0)
+	f.state(5, 1, events.FinWait1, events.FinWait2, 0)
+	f.clk.advance(2 * time.Second)
+	f.trk.Tick(f.emit)
+	f.trk.Tick(f.emit)
+	var stuck []Report
+	for _, r := range f.reports {
+		if r.Kind == ReportStuck {
+			stuck = append(stuck, r)
+		}
+	}
+	if len(stuck) != 1 || stuck[0].State != events.FinWait1 {
+		t.Fatalf("stuck: %+v", stuck)
+	}
+}
+
+func TestTimeWaitPressureHysteresis(t *testing.T) {
+	f := newFeed(t, Config{TimeWaitShare: 0.5, PortRange: [2]uint16{1000, 1009}}) // 5 of 10 ports
+	for c := uint64(1); c <= 5; c++ {
+		f.state(c, 9, events.FinWait2, events.TimeWait, 0)
+	}
+	f.trk.Tick(f.emit)
+	f.trk.Tick(f.emit)
+	count := func() (n int) {
+		for _, r := range f.reports {
+			if r.Kind == ReportTimeWaitPressure {
+				n++
+			}
+		}
+		return
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d pressure reports, want 1", n)
+	}
+	p := f.reports[len(f.reports)-1]
+	if p.Count != 5 || p.PortRange != 10 || p.Peer != netip.AddrPortFrom(server, 80) || p.Ev.Pid != 9 {
+		t.Fatalf("pressure: %+v", p)
+	}
+	// Below half the limit the alarm re-arms; back up, it fires again.
+	for c := uint64(1); c <= 4; c++ {
+		f.state(c, 9, events.TimeWait, events.Close, 0)
+	}
+	f.trk.Tick(f.emit)
+	for c := uint64(10); c <= 14; c++ {
+		f.state(c, 9, events.FinWait2, events.TimeWait, 0)
+	}
+	f.trk.Tick(f.emit)
+	if n := count(); n != 2 {
+		t.Fatalf("%d pressure reports after easing and rising again, want 2", n)
+	}
+}
+
+func TestBounds(t *testing.T) {
+	f := newFeed(t, Config{MaxSockets: 2, MaxComms: 2, MaxProcesses: 2})
+	f.state(1, 1, events.Close, events.SynSent, 0)
+	f.state(2, 2, events.Close, events.SynSent, 0)
+	f.state(3, 3, events.Close, events.SynSent, 0)
+	st := f.trk.Stats()
+	if st.Sockets != 2 || st.TableFull != 1 {
+		t.Fatalf("stats %+v: want 2 sockets and 1 refused", st)
+	}
+	// Reports still flow for the untracked socket.
+	if r := f.state(3, 3, events.SynSent, events.Established, 0); r == nil {
+		t.Fatal("untracked socket's transition not reported")
+	}
+	for i, name := range []string{"a", "b", "c", "d"} {
+		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: uint64(100 + i), Comm: comm(name),
+			Family: events.IPv4, Old: events.Close, New: events.Close}
+		f.trk.Apply(&ev, f.emit)
+	}
+	if f.trk.Stats().CommsOverflow == 0 {
+		t.Fatal("comm overflow not counted")
+	}
+	if n := len(f.trk.Comms()); n > 3 {
+		t.Fatalf("%d comm label values with MaxComms 2", n)
+	}
+	if n := len(f.trk.Processes()); n > 2 {
+		t.Fatalf("%d processes with MaxProcesses 2", n)
+	}
+}
+
+// Start-up: a socket found by the snapshot has an age that is only a lower
+// bound; the file walk gives it an owner and a descriptor, and a later walk
+// that no longer finds it takes the descriptor away.
+func TestSnapshotAndFiles(t *testing.T) {
+	f := newFeed(t, Config{CloseWaitThreshold: time.Second})
+	snap := events.Event{Kind: events.KindSocket, Mono: f.clk.now(), Cookie: 9, Family: events.IPv4,
+		Saddr: server, Daddr: client, Sport: 80, Dport: 40000, Old: events.CloseWait}
+	f.trk.Apply(&snap, f.emit)
+	f.trk.BeginFileScan()
+	file := events.Event{Kind: events.KindFile, Mono: f.clk.now(), Cookie: 9, Pid: 300, Comm: comm("leaky"),
+		Owner: events.OwnerFile, Aux: 7, Family: events.IPv4, Old: events.CloseWait}
+	f.trk.ApplyFile(&file)
+	f.trk.EndFileScan()
+	wall := func(ns uint64) time.Time { return time.Unix(0, int64(ns)) }
+	s := f.trk.Sockets(Query{State: events.CloseWait}, wall)
+	if len(s) != 1 || s[0].Pid != 300 || s[0].FD == nil || *s[0].FD != 7 || !s[0].AgeLowerBound || s[0].Comm != "leaky" {
+		t.Fatalf("after walk: %+v", s)
+	}
+	f.clk.advance(2 * time.Second)
+	f.trk.Tick(f.emit)
+	leak := f.reports[len(f.reports)-1]
+	if leak.Kind != ReportCloseWaitLeak || !leak.AgeLowerBound || leak.FD != 7 {
+		t.Fatalf("leak: %+v", leak)
+	}
+	f.trk.BeginFileScan()
+	f.trk.EndFileScan()
+	if s := f.trk.Sockets(Query{}, wall); s[0].FD != nil {
+		t.Fatalf("descriptor kept after the process let go: %+v", s[0])
+	}
+	// Leaving the state ends the lower bound: the next state is timed exactly.
+	f.state(9, 300, events.CloseWait, events.LastAck, 0)
+	if s := f.trk.Sockets(Query{}, wall); s[0].AgeLowerBound || s[0].State != "LAST_ACK" {
+		t.Fatalf("after a transition: %+v", s[0])
+	}
+}
+
+func TestQueryFilters(t *testing.T) {
+	f := newFeed(t, Config{})
+	f.state(1, 10, events.Close, events.SynSent, 0)
+	f.state(2, 11, events.SynSent, events.Established, 0)
+	wall := func(ns uint64) time.Time { return time.Unix(0, int64(ns)) }
+	if n := len(f.trk.Sockets(Query{Pid: 11}, wall)); n != 1 {
+		t.Errorf("pid filter: %d", n)
+	}
+	if n := len(f.trk.Sockets(Query{State: events.SynSent}, wall)); n != 1 {
+		t.Errorf("state filter: %d", n)
+	}
+	if n := len(f.trk.Sockets(Query{Port: 80}, wall)); n != 2 {
+		t.Errorf("port filter: %d", n)
+	}
+	if n := len(f.trk.Sockets(Query{Port: 81}, wall)); n != 0 {
+		t.Errorf("port filter: %d", n)
+	}
+	if n := len(f.trk.Sockets(Query{Limit: 1}, wall)); n != 1 {
+		t.Errorf("limit: %d", n)
+	}
+}
