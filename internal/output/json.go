@@ -100,15 +100,23 @@ func (j *JSON) Write(r *tracker.Report) {
 	ev := r.Ev
 	e := j.log.WithLevel(level(r.Kind))
 	e.RawJSON(FieldEvent, kindJSON[r.Kind]).
-		RawJSON(FieldTime, j.ts.format(j.wall(r.Mono))).
-		Uint64(FieldCookie, ev.Cookie).
+		RawJSON(FieldTime, j.ts.format(j.wall(r.Mono)))
+	if r.Kind == tracker.ReportTimeWaitPressure {
+		// About a process and a peer, not one socket.
+		e.Uint32(FieldPid, ev.Pid).Bytes(FieldComm, ev.Comm.Bytes()).
+			RawJSON(FieldFamily, familyJSON[ev.Family]).
+			RawJSON(FieldDaddr, j.addrJSON(ev.Daddr)).Uint16(FieldDport, ev.Dport).
+			Int(FieldCount, r.Count).Int(FieldPortRange, r.PortRange).
+			Float64(FieldShare, float64(r.Count)/float64(r.PortRange))
+		e.Send()
+		return
+	}
+	e.Uint64(FieldCookie, ev.Cookie).
 		Uint32(FieldPid, ev.Pid).
-		Bytes(FieldComm, ev.Comm.Bytes())
-	if r.Kind != tracker.ReportTimeWaitPressure {
-		e.RawJSON(FieldOwner, ownerJSON[ev.Owner])
-		if r.FD >= 0 {
-			e.Int32(FieldFD, r.FD)
-		}
+		Bytes(FieldComm, ev.Comm.Bytes()).
+		RawJSON(FieldOwner, ownerJSON[ev.Owner])
+	if r.FD >= 0 {
+		e.Int32(FieldFD, r.FD)
 	}
 	e.RawJSON(FieldFamily, familyJSON[ev.Family])
 	if ev.Saddr.IsValid() {
@@ -134,9 +142,6 @@ func (j *JSON) Write(r *tracker.Report) {
 		e.RawJSON(FieldState, stateJSON[r.State]).
 			Float64(FieldAgeS, r.Age.Seconds()).
 			Bool(FieldAgeLB, r.AgeLowerBound)
-	case tracker.ReportTimeWaitPressure:
-		e.Int(FieldCount, r.Count).Int(FieldPortRange, r.PortRange).
-			Float64(FieldShare, float64(r.Count)/float64(r.PortRange))
 	}
 	e.Uint32(FieldNetns, ev.Netns)
 	e.Send()
