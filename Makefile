@@ -62,3 +62,15 @@ test-kernels: ## run the kernel tests inside Debian's 6.1 and 6.12 kernels (qemu
 	CGO_ENABLED=0 $(GO) test -c -o bin/kerneltest ./test/e2e
 	test/kernels/run.sh --test-bin bin/kerneltest --daemon-bin bin/tcpstated \
 		--kernel $(or $(KERNELS),all) $(if $(KERNEL_TEST_ARGS),-- $(KERNEL_TEST_ARGS))
+
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+
+.PHONY: install
+install: build ## install bin/tcpstated and its systemd unit (DESTDIR, PREFIX, UNITDIR)
+	install -D -m 0755 bin/tcpstated $(DESTDIR)$(PREFIX)/bin/tcpstated
+	install -d -m 0755 $(DESTDIR)$(UNITDIR)
+	sed 's|^ExecStart=/usr/local/bin/tcpstated |ExecStart=$(PREFIX)/bin/tcpstated |' \
+		packaging/tcpstated.service > $(DESTDIR)$(UNITDIR)/tcpstated.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/tcpstated.service
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed; start with: systemctl enable --now tcpstated"

@@ -49,11 +49,6 @@ PACKAGES=(clang llvm libbpf-dev make git iproute2 bpftrace
 	rsyslog prometheus qemu-system-x86 busybox-static cpio xz-utils zstd
 	libcap2-bin systemd ca-certificates curl)
 
-# Services whose Debian packages enable and start them from postinst:
-# prometheus listens on :9090 (clashing with the tests' own prometheus);
-# rsyslog holds /proc/kmsg and the journal's syslog socket.
-SERVICE_PACKAGES=(prometheus rsyslog)
-
 is_installed() {
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
 }
@@ -101,14 +96,12 @@ if ! command -v bpftool >/dev/null 2>&1 || ! bpftool version >/dev/null 2>&1; th
 	done
 fi
 
-newly_installed_services=()
+# Whether this run installs rsyslog decides below whether to switch it off.
+rsyslog_was_missing=0
+is_installed rsyslog || rsyslog_was_missing=1
+
 if [ "${#missing[@]}" -gt 0 ]; then
 	apt_update_once
-	for p in "${SERVICE_PACKAGES[@]}"; do
-		for m in "${missing[@]}"; do
-			[ "$p" = "$m" ] && newly_installed_services+=("$p")
-		done
-	done
 
 	# A policy-rc.d that answers 101 ("action forbidden") stops both
 	# invoke-rc.d and deb-systemd-invoke from starting services during
@@ -160,14 +153,16 @@ quiesce_unit() {
 	fi
 }
 
-# The Debian prometheus service exists only because the package does; the
-# tests run their own on other ports, so it is always switched off.
-quiesce_unit prometheus
-# rsyslog may be the machine's real logger: only switch it off when this run
+# Debian's postinst scripts enable and start both (the policy-rc.d above
+# only stopped the start). prometheus listens on :9090, where the tests
+# start their own; it exists only because the package does, so it is always
+# switched off. rsyslog holds /proc/kmsg and the journal's syslog socket but
+# may be the machine's real logger: only switched off when this run
 # installed it.
-for s in "${newly_installed_services[@]}"; do
-	[ "$s" = rsyslog ] && quiesce_unit rsyslog
-done
+quiesce_unit prometheus
+if [ "$rsyslog_was_missing" = 1 ]; then
+	quiesce_unit rsyslog
+fi
 
 # --- Go -------------------------------------------------------------------------
 

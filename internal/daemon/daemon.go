@@ -44,6 +44,7 @@ type Options struct {
 type Summary struct {
 	Events       uint64 // reports written
 	Records      uint64 // ring-buffer records read
+	Submitted    uint64 // records the kernel queued: equals Records after a drain
 	Lost         uint64 // ring buffer full in the kernel
 	LostPerCPU   []uint64
 	DecodeErrors uint64
@@ -86,7 +87,7 @@ func Open(opt Options) (*Daemon, error) {
 			for _, o := range sinks {
 				o.Close()
 			}
-			return nil, fmt.Errorf("--sink %q: %w", u, err)
+			return nil, fmt.Errorf("--sink: %w", err)
 		}
 		sinks = append(sinks, s)
 	}
@@ -254,7 +255,7 @@ func (d *Daemon) checkLoss() {
 func (d *Daemon) summary() Summary {
 	s := Summary{Events: d.emitted.Load(), Records: d.records.Load(), DecodeErrors: d.badRecs.Load()}
 	if c, err := d.tracer.Counters(); err == nil {
-		s.Lost, s.LostPerCPU = c.Lost, c.LostPerCPU
+		s.Lost, s.LostPerCPU, s.Submitted = c.Lost, c.LostPerCPU, c.Records
 	}
 	for _, sk := range d.fanout.Sinks() {
 		s.SinkDropped += sk.Stats().Dropped

@@ -30,9 +30,17 @@ var requiredCaps = []struct {
 // Preflight explains, before any BPF call, what would make loading fail.
 func Preflight() error {
 	if missing := MissingCapabilities(); len(missing) > 0 {
-		return fmt.Errorf("missing %s: run as root, or grant them with "+
-			"`setcap cap_bpf,cap_perfmon,cap_syslog,cap_sys_ptrace,cap_dac_read_search+ep tcpstated` "+
-			"(see docs/deploy.md)", strings.Join(missing, ", "))
+		exe, err := os.Executable()
+		if err != nil {
+			exe = "tcpstated"
+		}
+		hint := ""
+		if noNewPrivs() {
+			hint = " (no_new_privs is set here, so file capabilities are ignored: use AmbientCapabilities= in a systemd unit)"
+		}
+		return fmt.Errorf("missing capabilities %s (needed to load the BPF programs): run as root, "+
+			"use packaging/tcpstated.service, or grant them: setcap cap_bpf,cap_perfmon,cap_syslog+ep %s%s (see docs/deploy.md)",
+			strings.Join(missing, ", "), exe, hint)
 	}
 	if _, err := os.Stat(BTFPath); err != nil {
 		return fmt.Errorf("kernel has no BTF at %s: tcpstated needs a kernel built "+
@@ -67,6 +75,11 @@ func MissingCapabilities() []string {
 		}
 	}
 	return missing
+}
+
+func noNewPrivs() bool {
+	v, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
+	return err == nil && v == 1
 }
 
 func effectiveCaps() (uint64, error) {

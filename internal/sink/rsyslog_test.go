@@ -292,14 +292,22 @@ func TestRsyslogReceivesRFC5424OverTCPAndUDP(t *testing.T) {
 	checkArrived(t, r, "imudp", logLevels(t, udpSink, "udp"), wantHost)
 	checkArrived(t, r, "imudp", logLevels(t, udpSink2, "udp2"), wantHost)
 
+	// A daemon event as docs/events.md shows it, for the sample in docs/sinks.md.
+	state := sentEvent{zerolog.InfoLevel, `{"level":"info","event":"state","time":"2026-11-22T04:51:33.952717950Z",` +
+		`"cookie":658803,"pid":31820,"comm":"python3","owner":"connect","family":"ipv4","saddr":"127.0.0.1",` +
+		`"sport":53592,"daddr":"127.0.0.1","dport":56075,"old":"SYN_SENT","new":"ESTABLISHED","dur_ms":0.059749,` +
+		`"source":"tracepoint","cpu_pid":31820,"cpu_comm":"python3","netns":4026531833}`}
+	tcpSink.WriteLevel(state.level, []byte(state.json+"\n"))
+	checkArrived(t, r, "imtcp", []sentEvent{state}, wantHost)
+
 	raws := r.rawLines(t)
 	for _, l := range raws {
 		if !rfc5424Header.MatchString(l) {
 			t.Errorf("raw message is not the expected RFC 5424 form: %q", l)
 		}
-	}
-	if len(raws) > 0 {
-		t.Logf("sample line as rsyslog received it: %s", raws[0])
+		if strings.Contains(l, `"event":"state"`) {
+			t.Logf("as rsyslog received it: %s", l)
+		}
 	}
 
 	// An event past the datagram limit is cut to the limit, on UDP only.
@@ -338,6 +346,15 @@ func TestRsyslogReceivesLocalSocketMessages(t *testing.T) {
 	r := startRsyslogd(t)
 	s := mustOpen(t, "syslog://"+r.socket, Options{})
 	checkArrived(t, r, "imuxsock", logLevels(t, s, "local"), "")
+	local := regexp.MustCompile(`^<(\d+)>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d tcpstated\[\d+\]: \{`)
+	for _, l := range r.rawLines(t) {
+		if !local.MatchString(l) {
+			t.Errorf("raw message is not in the syslog(3) form: %q", l)
+		}
+	}
+	if raws := r.rawLines(t); len(raws) > 1 {
+		t.Logf("as rsyslog received it: %s", raws[1])
+	}
 	if st := s.Stats(); !st.Connected || st.Written != 4 {
 		t.Fatalf("stats %+v", st)
 	}

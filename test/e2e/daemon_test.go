@@ -64,6 +64,7 @@ func daemonBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
+		os.Chmod(dir, 0o755) // the unprivileged tests run it as nobody
 		builtBin = filepath.Join(dir, "tcpstated")
 		out, err := exec.Command("go", "build", "-o", builtBin, "../../cmd/tcpstated").CombinedOutput()
 		if err != nil {
@@ -102,6 +103,13 @@ type Daemon struct {
 // StartDaemon runs tcpstated with extra flags and waits for --ready-file.
 func StartDaemon(t *testing.T, flags ...string) *Daemon {
 	t.Helper()
+	return StartDaemonWith(t, nil, flags...)
+}
+
+// StartDaemonWith lets setup adjust the command (credentials, environment)
+// before it starts.
+func StartDaemonWith(t *testing.T, setup func(cmd *exec.Cmd, dir string), flags ...string) *Daemon {
+	t.Helper()
 	needKernel(t)
 	dir := t.TempDir()
 	d := &Daemon{t: t, Events: filepath.Join(dir, "events.json"), done: make(chan struct{})}
@@ -110,6 +118,9 @@ func StartDaemon(t *testing.T, flags ...string) *Daemon {
 		"--ready-file", ready, "--listen", "127.0.0.1:0", "--poll-interval", "20ms"}, flags...)
 	d.cmd = exec.Command(daemonBinary(t), args...)
 	d.cmd.Stderr = &d.stderr
+	if setup != nil {
+		setup(d.cmd, dir)
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("starting tcpstated: %v", err)
 	}

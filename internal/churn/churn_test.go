@@ -1,0 +1,70 @@
+package churn
+
+import (
+	"testing"
+	"time"
+)
+
+func TestSourceAddrSpreadsOverLoopback(t *testing.T) {
+	cases := map[int][4]byte{
+		0:              {127, 1, 0, 0},
+		1:              {127, 1, 0, 1},
+		256:            {127, 1, 1, 0},
+		1 << 16:        {127, 2, 0, 0},
+		MaxSources - 1: {127, 254, 255, 255},
+		MaxSources:     {127, 1, 0, 0}, // wraps, never reaching 127.255.x.x
+	}
+	for i, want := range cases {
+		if got := SourceAddr(i); got != want {
+			t.Errorf("SourceAddr(%d) = %v, want %v", i, got, want)
+		}
+	}
+}
+
+// Every connection a run counts must have been closed by the client first
+// and then by the server after EOF, in both modes.
+func TestRunCountsEveryConnectionOnBothSides(t *testing.T) {
+	for _, mode := range []Mode{Raw, Net} {
+		t.Run(string(mode), func(t *testing.T) {
+			r, err := Run(Config{Duration: 300 * time.Millisecond, Clients: 2, Servers: 2,
+				Sources: 1 << 10, WriteBytes: 1, Mode: mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Connections == 0 || r.Failed != 0 {
+				t.Fatalf("connections %d, failed %d (%s)", r.Connections, r.Failed, r.FirstError)
+			}
+			if r.Accepted != r.Connections || r.ServerClosed != r.Connections || r.ServerResets != 0 {
+				t.Fatalf("clients completed %d, server accepted %d, closed %d, resets %d",
+					r.Connections, r.Accepted, r.ServerClosed, r.ServerResets)
+			}
+			if r.Rate <= 0 || r.Seconds < 0.3 {
+				t.Fatalf("rate %f over %f s", r.Rate, r.Seconds)
+			}
+		})
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	for _, c := range []Config{
+		{Duration: 0, Clients: 1, Servers: 1, Sources: 1, Mode: Raw},
+		{Duration: time.Second, Clients: 0, Servers: 1, Sources: 1, Mode: Raw},
+		{Duration: time.Second, Clients: 1, Servers: 1, Sources: 0, Mode: Raw},
+		{Duration: time.Second, Clients: 1, Servers: 1, Sources: 1, Mode: "fast"},
+	} {
+		if _, err := Run(c); err == nil {
+			t.Errorf("Run(%+v) accepted a bad config", c)
+		}
+	}
+}
+
+func TestHoldKeepsConnectionsEstablished(t *testing.T) {
+	h, err := Hold(50, []int{0, 0}, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if h.Connections() != 50 || len(h.servers) != 50 || len(h.Ports) != 2 {
+		t.Fatalf("held %d clients, %d servers on %v", h.Connections(), len(h.servers), h.Ports)
+	}
+}

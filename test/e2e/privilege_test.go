@@ -1,0 +1,85 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// nobody runs a command as uid/gid 65534 holding exactly caps, as the
+// systemd unit does with AmbientCapabilities=.
+func nobody(cmd *exec.Cmd, caps ...uintptr) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential:  &syscall.Credential{Uid: 65534, Gid: 65534, NoSetGroups: false},
+		AmbientCaps: caps,
+	}
+}
+
+// openDir lets the unprivileged daemon write its ready and event files.
+func openDir(t *testing.T, dir string) {
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// The documented capabilities are enough: no root.
+func TestUnprivilegedWithCapabilities(t *testing.T) {
+	d := StartDaemonWith(t, func(cmd *exec.Cmd, dir string) {
+		openDir(t, dir)
+		nobody(cmd, unix.CAP_BPF, unix.CAP_PERFMON, unix.CAP_SYSLOG)
+	})
+	server, client := StartPeer(t), StartPeer(t)
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	client.Port("connect tcp4 127.0.0.1:%d", port)
+	server.Do("accept")
+	client.Do("close")
+	server.Do("readeof")
+	server.Do("close")
+	server.Do("closelistener")
+	evs := d.WaitFor("the connection's transitions, TIME_WAIT included", 10*time.Second,
+		lastSteps(port, "FIN_WAIT2>TIME_WAIT", "LAST_ACK>CLOSE", "LISTEN>CLOSE"))
+	checkSockets(t, evs, port, "ipv4",
+		wantSocket{"listener", listenerSteps, server.Pid},
+		wantSocket{"server", passiveClose, server.Pid},
+		wantSocket{"client", clientClosesFirst, client.Pid},
+	)
+	if strings.Contains(d.stderr.String(), "TIME_WAIT cannot be followed") {
+		t.Errorf("TIME_WAIT not followed with CAP_SYSLOG:\n%s", d.stderr.String())
+	}
+}
+
+// Without them, the error names exactly what is missing.
+func TestMissingCapabilitiesError(t *testing.T) {
+	needKernel(t)
+	for _, tc := range []struct {
+		caps    []uintptr
+		missing string
+	}{
+		{nil, "missing capabilities CAP_BPF, CAP_PERFMON"},
+		{[]uintptr{unix.CAP_BPF}, "missing capabilities CAP_PERFMON "},
+		{[]uintptr{unix.CAP_PERFMON}, "missing capabilities CAP_BPF "},
+	} {
+		cmd := exec.Command(daemonBinary(t), "run", "--listen", "off")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		nobody(cmd, tc.caps...)
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Errorf("caps %v: exit %v, want status 1\n%s", tc.caps, err, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), tc.missing) || !strings.Contains(stderr.String(), "setcap cap_bpf,cap_perfmon,cap_syslog+ep") {
+			t.Errorf("caps %v: stderr does not say %q with the setcap fix:\n%s", tc.caps, tc.missing, stderr.String())
+		}
+	}
+}
