@@ -36,9 +36,14 @@ const volatile __u8 filter_family = 0;  /* 0, 4 or 6 */
 const volatile __u32 filter_states = 0; /* bit per TCP state, either side */
 const volatile __u64 tw_timer_fn = 0;   /* address of tw_timer_handler */
 const volatile __u64 wakeup_bytes = 1;  /* wake the reader past this fill */
+/* Timewait sockets from before tracing may take this many table slots:
+ * the rest is kept for the ones tracing sees born. */
+const volatile __u32 max_preexisting_tw = 65536;
 
 /* Written by user space after it measured the kernel's HZ. */
 __u32 hz = 0;
+/* Timewait sockets from before tracing put in the table. */
+__u32 preexisting_tw = 0;
 /* Written by the poll iterator: one (jiffies, ns) pair to measure HZ. */
 __u64 clock_jiffies = 0;
 __u64 clock_ns = 0;
@@ -436,9 +441,13 @@ int BPF_PROG(on_timer_start, struct timer_list *timer)
 		fresh.family = family_of(BPF_CORE_READ(tw, __tw_common.skc_family));
 		fresh.sport = bpf_ntohs(BPF_CORE_READ(tw, tw_sport));
 		fresh.dport = bpf_ntohs(BPF_CORE_READ(tw, __tw_common.skc_dport));
-		if (bpf_map_update_elem(&timewaits, &key, &fresh, BPF_NOEXIST))
+		if (bpf_map_update_elem(&timewaits, &key, &fresh, BPF_NOEXIST)) {
+			/* Not followed: the full socket's ->CLOSE is reported
+			 * as the kernel made it. */
 			count(COUNTER_TW_FULL);
-		else if (sub == TCP_FIN_WAIT2)
+			return 0;
+		}
+		if (sub == TCP_FIN_WAIT2)
 			watch(key);
 
 		h = bpf_map_lookup_elem(&handoffs, &zero);
@@ -622,8 +631,12 @@ int snapshot_sockets(struct bpf_iter__tcp *ctx)
 			r.pid = info->pid;
 			r.owner_src = info->owner_src;
 			__builtin_memcpy(r.comm, info->comm, COMM_LEN);
+		} else if (preexisting_tw >= max_preexisting_tw) {
+			count(COUNTER_TW_FULL);
+			r.flags |= FLAG_PREEXISTING;
 		} else {
 			/* From before tracing: follow its end from now on. */
+			preexisting_tw++;
 			fresh.cookie = r.cookie;
 			fresh.substate = r.oldstate;
 			fresh.family = r.family;

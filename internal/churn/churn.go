@@ -25,12 +25,17 @@ const (
 // Config describes one churn run.
 type Config struct {
 	Duration   time.Duration
-	Clients    int  // client workers (threads in Raw mode, goroutines in Net)
-	Servers    int  // server threads, each with its own listener (Raw only)
-	ServerPort int  // 0: the kernel picks one
-	Sources    int  // distinct 127.x.y.z client addresses to rotate over
-	WriteBytes int  // bytes each client writes before closing (0: none)
-	Mode       Mode // for clients and server alike
+	Clients    int // client workers (threads in Raw mode, goroutines in Net)
+	Servers    int // raw: threads, each with its own listener; net: accept goroutines
+	ServerPort int // 0: the kernel picks one
+	Sources    int // distinct 127.x.y.z client addresses to rotate over
+	WriteBytes int // bytes each client writes before closing (0: none)
+	// LingerSeconds > 0 sets SO_LINGER on client sockets, so close waits
+	// for the FIN to be acknowledged. 0 leaves SO_LINGER off; a zero
+	// linger time (close by RST) is never used, since it would skip the
+	// four-way close the benchmark counts on.
+	LingerSeconds int
+	Mode          Mode // for clients and server alike
 	// DrainTimeout bounds the wait, after the clients stop, for the server
 	// to close every connection the clients completed.
 	DrainTimeout time.Duration
@@ -62,6 +67,8 @@ func (c *Config) check() error {
 		return errors.New("need at least one client and one server")
 	case c.Sources < 1 || c.Sources > MaxSources:
 		return fmt.Errorf("sources must be within 1..%d", MaxSources)
+	case c.LingerSeconds < 0:
+		return errors.New("linger must not be negative")
 	case c.Mode != Raw && c.Mode != Net:
 		return fmt.Errorf("unknown mode %q (raw or net)", c.Mode)
 	}
@@ -89,7 +96,8 @@ func Run(cfg Config) (Result, error) {
 		return Result{}, err
 	}
 
-	payload := make([]byte, cfg.WriteBytes)
+	cl := clientConfig{port: port, stride: cfg.Clients, sources: cfg.Sources,
+		payload: make([]byte, cfg.WriteBytes), linger: cfg.LingerSeconds}
 	client := rawClient
 	if cfg.Mode == Net {
 		client = netClient
@@ -102,7 +110,7 @@ func Run(cfg Config) (Result, error) {
 		clients.Add(1)
 		go func() {
 			defer clients.Done()
-			client(i, cfg.Clients, cfg.Sources, port, payload, &stopClients, &count)
+			client(i, cl, &stopClients, &count)
 		}()
 	}
 	clients.Wait()

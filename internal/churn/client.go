@@ -12,6 +12,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// clientConfig is what every client worker of a run shares.
+type clientConfig struct {
+	port    int
+	stride  int // number of workers: worker i uses sources i, i+stride, ...
+	sources int
+	payload []byte
+	linger  int // seconds; 0: SO_LINGER off
+}
+
 // failurePause keeps a client that cannot connect (server gone, ports
 // exhausted) from spinning and starving the run it is measuring.
 const failurePause = time.Millisecond
@@ -20,18 +29,21 @@ const failurePause = time.Millisecond
 // repeat, with plain blocking syscalls. On loopback a blocking connect
 // returns once the whole handshake ran in this thread's softirq, so one
 // thread per CPU keeps the kernel busy with no scheduler in between.
-func rawClient(first, stride, sources, port int, payload []byte, stop *atomic.Bool, count *counters) {
+func rawClient(first int, cfg clientConfig, stop *atomic.Bool, count *counters) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	for i := first; !stop.Load(); i += stride {
-		fd, err := Dial(SourceAddr(i%sources), port)
+	for i := first; !stop.Load(); i += cfg.stride {
+		fd, err := Dial(SourceAddr(i%cfg.sources), cfg.port)
 		if err != nil {
 			count.fail(err)
 			time.Sleep(failurePause)
 			continue
 		}
-		if len(payload) > 0 {
-			unix.Write(fd, payload)
+		if len(cfg.payload) > 0 {
+			unix.Write(fd, cfg.payload)
+		}
+		if cfg.linger > 0 {
+			unix.SetsockoptLinger(fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: int32(cfg.linger)})
 		}
 		unix.Close(fd) // client closes first: ESTABLISHED -> FIN_WAIT1
 		count.completed.Add(1)
@@ -40,10 +52,10 @@ func rawClient(first, stride, sources, port int, payload []byte, stop *atomic.Bo
 
 // netClient is the same loop through the net package (non-blocking
 // sockets and the runtime's netpoller), for comparison.
-func netClient(first, stride, sources, port int, payload []byte, stop *atomic.Bool, count *counters) {
-	dst := net.JoinHostPort(net.IP(ServerAddr[:]).String(), strconv.Itoa(port))
-	for i := first; !stop.Load(); i += stride {
-		src := SourceAddr(i % sources)
+func netClient(first int, cfg clientConfig, stop *atomic.Bool, count *counters) {
+	dst := net.JoinHostPort(net.IP(ServerAddr[:]).String(), strconv.Itoa(cfg.port))
+	for i := first; !stop.Load(); i += cfg.stride {
+		src := SourceAddr(i % cfg.sources)
 		d := net.Dialer{
 			LocalAddr: &net.TCPAddr{IP: net.IP(src[:])},
 			Control:   bindAddressNoPort,
@@ -55,8 +67,11 @@ func netClient(first, stride, sources, port int, payload []byte, stop *atomic.Bo
 			time.Sleep(failurePause)
 			continue
 		}
-		if len(payload) > 0 {
-			c.Write(payload)
+		if len(cfg.payload) > 0 {
+			c.Write(cfg.payload)
+		}
+		if cfg.linger > 0 {
+			c.(*net.TCPConn).SetLinger(cfg.linger)
 		}
 		c.Close()
 		count.completed.Add(1)

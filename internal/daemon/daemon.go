@@ -65,6 +65,7 @@ type Daemon struct {
 	records atomic.Uint64
 	badRecs atomic.Uint64
 	lost    uint64 // last logged value of the kernel's lost counter
+	full    uint64 // last logged sum of the kernel's table-full counters
 
 	scanMu   sync.Mutex
 	lastScan time.Time
@@ -230,6 +231,7 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 			d.clock.Sync()
 		}
 	}
+	d.checkLoss() // what was lost since the last tick is logged, not only summed
 	sum := d.summary()
 	return sum, runErr
 }
@@ -246,9 +248,11 @@ func (d *Daemon) checkLoss() {
 			Msg("ring buffer full: records lost (raise --ring-size)")
 		d.lost = c.Lost
 	}
-	if c.TimeWaitFull > 0 || c.StorageFull > 0 || c.WatchFull > 0 {
-		d.log.Debug().Uint64("timewait_table_full", c.TimeWaitFull).Uint64("storage_full", c.StorageFull).
-			Uint64("watch_full", c.WatchFull).Msg("kernel tables full")
+	if c.TimeWaitFull+c.StorageFull+c.WatchFull > d.full {
+		d.full = c.TimeWaitFull + c.StorageFull + c.WatchFull
+		d.log.Warn().Uint64("timewait_table_full", c.TimeWaitFull).Uint64("storage_full", c.StorageFull).
+			Uint64("watch_full", c.WatchFull).
+			Msg("kernel tables full: some TIME_WAIT exits or owners go unseen (raise --max-timewait)")
 	}
 }
 

@@ -101,6 +101,8 @@ const (
 	tcpstatedVarFilterPort       = "filter_port"
 	tcpstatedVarFilterStates     = "filter_states"
 	tcpstatedVarHz               = "hz"
+	tcpstatedVarMaxPreexistingTw = "max_preexisting_tw"
+	tcpstatedVarPreexistingTw    = "preexisting_tw"
 	tcpstatedVarTwTimerFn        = "tw_timer_fn"
 	tcpstatedVarUnusedRecord     = "unused_record"
 	tcpstatedVarWakeupBytes      = "wakeup_bytes"
@@ -173,16 +175,18 @@ type tcpstatedMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstatedVariableSpecs struct {
-	ClockJiffies *ebpf.VariableSpec `ebpf:"clock_jiffies"`
-	ClockNs      *ebpf.VariableSpec `ebpf:"clock_ns"`
-	FilterFamily *ebpf.VariableSpec `ebpf:"filter_family"`
-	FilterPid    *ebpf.VariableSpec `ebpf:"filter_pid"`
-	FilterPort   *ebpf.VariableSpec `ebpf:"filter_port"`
-	FilterStates *ebpf.VariableSpec `ebpf:"filter_states"`
-	Hz           *ebpf.VariableSpec `ebpf:"hz"`
-	TwTimerFn    *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
-	UnusedRecord *ebpf.VariableSpec `ebpf:"unused_record"`
-	WakeupBytes  *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	ClockJiffies     *ebpf.VariableSpec `ebpf:"clock_jiffies"`
+	ClockNs          *ebpf.VariableSpec `ebpf:"clock_ns"`
+	FilterFamily     *ebpf.VariableSpec `ebpf:"filter_family"`
+	FilterPid        *ebpf.VariableSpec `ebpf:"filter_pid"`
+	FilterPort       *ebpf.VariableSpec `ebpf:"filter_port"`
+	FilterStates     *ebpf.VariableSpec `ebpf:"filter_states"`
+	Hz               *ebpf.VariableSpec `ebpf:"hz"`
+	MaxPreexistingTw *ebpf.VariableSpec `ebpf:"max_preexisting_tw"`
+	PreexistingTw    *ebpf.VariableSpec `ebpf:"preexisting_tw"`
+	TwTimerFn        *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
+	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
+	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // tcpstatedObjects contains all objects after they have been loaded into the kernel.
@@ -228,16 +232,18 @@ func (m *tcpstatedMaps) Close() error {
 //
 // It can be passed to loadTcpstatedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstatedVariables struct {
-	ClockJiffies *ebpf.Variable `ebpf:"clock_jiffies"`
-	ClockNs      *ebpf.Variable `ebpf:"clock_ns"`
-	FilterFamily *ebpf.Variable `ebpf:"filter_family"`
-	FilterPid    *ebpf.Variable `ebpf:"filter_pid"`
-	FilterPort   *ebpf.Variable `ebpf:"filter_port"`
-	FilterStates *ebpf.Variable `ebpf:"filter_states"`
-	Hz           *ebpf.Variable `ebpf:"hz"`
-	TwTimerFn    *ebpf.Variable `ebpf:"tw_timer_fn"`
-	UnusedRecord *ebpf.Variable `ebpf:"unused_record"`
-	WakeupBytes  *ebpf.Variable `ebpf:"wakeup_bytes"`
+	ClockJiffies     *ebpf.Variable `ebpf:"clock_jiffies"`
+	ClockNs          *ebpf.Variable `ebpf:"clock_ns"`
+	FilterFamily     *ebpf.Variable `ebpf:"filter_family"`
+	FilterPid        *ebpf.Variable `ebpf:"filter_pid"`
+	FilterPort       *ebpf.Variable `ebpf:"filter_port"`
+	FilterStates     *ebpf.Variable `ebpf:"filter_states"`
+	Hz               *ebpf.Variable `ebpf:"hz"`
+	MaxPreexistingTw *ebpf.Variable `ebpf:"max_preexisting_tw"`
+	PreexistingTw    *ebpf.Variable `ebpf:"preexisting_tw"`
+	TwTimerFn        *ebpf.Variable `ebpf:"tw_timer_fn"`
+	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`
+	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // tcpstatedPrograms contains all programs after they have been loaded into the kernel.

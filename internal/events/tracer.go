@@ -91,6 +91,8 @@ func Open(cfg Config) (*Tracer, error) {
 		"filter_states": states,
 		"tw_timer_fn":   twFn,
 		"wakeup_bytes":  uint64(cfg.WakeupBytes),
+		// Half the table at most for TIME_WAITs from before tracing.
+		"max_preexisting_tw": uint32(cfg.MaxTimeWait / 2),
 	}
 	for name, v := range set {
 		if err := spec.Variables[name].Set(v); err != nil {

@@ -77,7 +77,7 @@ func (s *queueSink) run() {
 			continue
 		}
 		if err := s.deliver(); err != nil {
-			s.lose("write failed; reconnecting", err)
+			s.lose("write failed; retrying with backoff", err)
 			s.pause()
 		}
 	}

@@ -242,7 +242,12 @@ func checkArrived(t *testing.T, r *rsyslogd, input string, sent []sentEvent, wan
 	t.Helper()
 	find := func(json string) *capture {
 		for _, c := range r.received(t) {
-			if c.input == input && strings.TrimPrefix(c.msg, " ") == json {
+			msg := c.msg
+			if input == "imuxsock" {
+				// In the syslog(3) format rsyslog keeps the space after "tcpstated[PID]:".
+				msg = strings.TrimPrefix(msg, " ")
+			}
+			if c.input == input && msg == json {
 				return &c
 			}
 		}
