@@ -5,7 +5,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
-LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+LDFLAGS := -s -w -X github.com/tcpstated/tcpstated/internal/buildinfo.version=$(VERSION) -X github.com/tcpstated/tcpstated/internal/buildinfo.commit=$(COMMIT)
 BPF_OUT := internal/events/tcpstated_x86_bpfel.go internal/events/tcpstated_x86_bpfel.o
 
 .DEFAULT_GOAL := help

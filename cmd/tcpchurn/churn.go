@@ -16,6 +16,7 @@ func runChurn(args []string) error {
 	fs.IntVar(&cfg.ServerPort, "server-port", 0, "server port on 127.0.0.1 (0: the kernel picks; see the result's server_port)")
 	fs.IntVar(&cfg.Sources, "sources", 1<<16, "distinct 127.x.y.z client source addresses")
 	fs.IntVar(&cfg.WriteBytes, "write", 0, "bytes each client writes before it closes")
+	fs.IntVar(&cfg.LingerSeconds, "linger", 0, "SO_LINGER seconds on client sockets, so close waits for the FIN's ACK (0: off; an RST close is never used)")
 	mode := fs.String("mode", string(churn.Raw), "raw (x/sys/unix syscalls on locked threads) or net (net package)")
 	procs := fs.Int("gomaxprocs", 0, "GOMAXPROCS (0: leave the runtime's default)")
 	fs.Parse(args)

@@ -159,6 +159,7 @@ func cmdRun(args []string) int {
 	log.Info().
 		Uint64("events", sum.Events).
 		Uint64("records", sum.Records).
+		Uint64("submitted", sum.Submitted).
 		Uint64("lost", sum.Lost).
 		Uints64("lost_per_cpu", sum.LostPerCPU).
 		Uint64("decode_errors", sum.DecodeErrors).

@@ -1,9 +1,9 @@
 package daemon
 
 import (
+	"github.com/tcpstated/tcpstated/internal/buildinfo"
 	"io"
 	"runtime"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -128,30 +128,7 @@ var bucketBounds = func() []float64 {
 }()
 
 var buildInfo = sync.OnceValue(func() metrics.Build {
-	b := metrics.Build{Version: "dev", Commit: "unknown", GoVersion: runtime.Version(), Kernel: "unknown"}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v := bi.Main.Version; v != "" && v != "(devel)" {
-			b.Version = v
-		}
-		rev, dirty := "", false
-		for _, kv := range bi.Settings {
-			switch kv.Key {
-			case "vcs.revision":
-				rev = kv.Value
-			case "vcs.modified":
-				dirty = kv.Value == "true"
-			}
-		}
-		if rev != "" {
-			if len(rev) > 12 {
-				rev = rev[:12]
-			}
-			if dirty {
-				rev += "-dirty"
-			}
-			b.Commit = rev
-		}
-	}
+	b := metrics.Build{Version: buildinfo.Version(), Commit: buildinfo.Commit(), GoVersion: runtime.Version(), Kernel: "unknown"}
 	if rel, _, _, _ := events.KernelVersion(); rel != "" {
 		b.Kernel = rel
 	}
