@@ -66,6 +66,7 @@ type Daemon struct {
 	badRecs atomic.Uint64
 	lost    uint64 // last logged value of the kernel's lost counter
 	full    uint64 // last logged sum of the kernel's table-full counters
+	unseen  uint64 // last logged count of sockets the table had no room for
 
 	scanMu   sync.Mutex
 	lastScan time.Time
@@ -236,8 +237,14 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 	return sum, runErr
 }
 
-// checkLoss logs, at most once a second, records the kernel could not queue.
+// checkLoss logs, at most once a second, records the kernel could not queue
+// and rows the tables had no room for.
 func (d *Daemon) checkLoss() {
+	if st := d.trk.Stats(); st.TableFull > d.unseen {
+		d.log.Warn().Uint64("not_tracked", st.TableFull-d.unseen).Int("sockets", st.Sockets).
+			Msg("socket table full: new sockets are streamed but not tracked (raise --max-sockets)")
+		d.unseen = st.TableFull
+	}
 	c, err := d.tracer.Counters()
 	if err != nil {
 		return

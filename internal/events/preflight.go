@@ -50,6 +50,11 @@ func Preflight() error {
 	if err != nil {
 		return err
 	}
+	return checkKernel(release, major, minor)
+}
+
+// checkKernel refuses kernels older than MinKernel.
+func checkKernel(release string, major, minor int) error {
 	if major < MinKernel[0] || (major == MinKernel[0] && minor < MinKernel[1]) {
 		return fmt.Errorf("kernel %s is older than %d.%d, the oldest tcpstated supports "+
 			"(it needs BPF ring buffers, socket storage and socket cookies in BTF tracepoints)",

@@ -1,6 +1,9 @@
 package events
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestParseState(t *testing.T) {
 	good := map[string]State{
@@ -45,6 +48,25 @@ func TestSnapHZ(t *testing.T) {
 	for in, want := range map[float64]uint32{99: 100, 251: 250, 305: 300, 996: 1000, 500: 0, 0: 0} {
 		if got := snapHZ(in); got != want {
 			t.Errorf("snapHZ(%v) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+func TestCheckKernel(t *testing.T) {
+	for _, tc := range []struct {
+		release      string
+		major, minor int
+		ok           bool
+	}{
+		{"4.19.0-27-amd64", 4, 19, false}, {"5.8.0", 5, 8, false}, {"5.11.22", 5, 11, false},
+		{"5.12.0", 5, 12, true}, {"6.1.0-27-cloud-amd64", 6, 1, true}, {"6.18.44", 6, 18, true},
+	} {
+		err := checkKernel(tc.release, tc.major, tc.minor)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.release, err)
+		}
+		if err != nil && (!strings.Contains(err.Error(), tc.release) || !strings.Contains(err.Error(), "older than 5.12")) {
+			t.Errorf("%s: message does not name the kernel and the minimum: %v", tc.release, err)
 		}
 	}
 }
