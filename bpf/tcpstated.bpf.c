@@ -632,7 +632,7 @@ int snapshot_sockets(struct bpf_iter__tcp *ctx)
 			r.owner_src = info->owner_src;
 			__builtin_memcpy(r.comm, info->comm, COMM_LEN);
 		} else if (preexisting_tw >= max_preexisting_tw) {
-			count(COUNTER_TW_FULL);
+			count(COUNTER_TW_OLD_SKIPPED);
 			r.flags |= FLAG_PREEXISTING;
 		} else {
 			/* From before tracing: follow its end from now on. */

@@ -56,7 +56,9 @@ enum counter {
 	COUNTER_TW_FULL = 3,      /* timewait table full: TIME_WAIT exit unseen */
 	COUNTER_WATCH_FULL = 4,   /* watch list full: substate switch seen late */
 	COUNTER_FILTERED = 5,     /* transitions dropped by in-kernel filters */
-	COUNTER_MAX = 6,
+	COUNTER_TW_OLD_SKIPPED = 6, /* timewait sockets from before tracing not
+				     * followed: their share of the table was full */
+	COUNTER_MAX = 7,
 };
 
 struct record {

@@ -48,6 +48,7 @@ type Health struct {
 	SocketsMax    int      `json:"sockets_max"`
 	TableFull     uint64   `json:"socket_table_full"`
 	TimeWaitTable uint64   `json:"timewait_table_full"`
+	OldTimeWaits  uint64   `json:"timewait_preexisting_skipped"`
 	Warnings      []string `json:"warnings,omitempty"`
 }
 
@@ -59,7 +60,7 @@ func (d *Daemon) health() Health {
 		Sockets: st.Sockets, SocketsMax: st.SocketsMax, TableFull: st.TableFull,
 	}
 	if c, err := d.tracer.Counters(); err == nil {
-		h.Lost, h.TimeWaitTable = c.Lost, c.TimeWaitFull
+		h.Lost, h.TimeWaitTable, h.OldTimeWaits = c.Lost, c.TimeWaitFull, c.OldTimeWaitSkipped
 	}
 	if w := d.tracer.TimeWaitUnavailable(); w != nil {
 		h.Warnings = append(h.Warnings, w.Error())

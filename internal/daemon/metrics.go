@@ -41,7 +41,7 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 		s.Kernel = &metrics.Kernel{
 			Submitted: c.Records, Lost: c.Lost, LostPerCPU: c.LostPerCPU,
 			StorageFull: c.StorageFull, TimeWaitFull: c.TimeWaitFull,
-			WatchFull: c.WatchFull, Filtered: c.Filtered,
+			WatchFull: c.WatchFull, Filtered: c.Filtered, OldTimeWaitSkipped: c.OldTimeWaitSkipped,
 		}
 	} else {
 		d.log.Debug().Err(err).Msg("metrics: kernel counters unreadable; left out")

@@ -199,6 +199,9 @@ func (t *Tracer) Close() error {
 // Counters is what the kernel side counted, summed over CPUs.
 type Counters struct {
 	Records, Lost, StorageFull, TimeWaitFull, WatchFull, Filtered uint64
+	// OldTimeWaitSkipped: timewait sockets found at start-up and not
+	// followed, past their half of the table. Not a loss of live events.
+	OldTimeWaitSkipped uint64
 	// LostPerCPU is Lost by CPU.
 	LostPerCPU []uint64
 }
@@ -218,7 +221,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		return sum, per, nil
 	}
 	var err error
-	dst := []*uint64{&c.Records, &c.Lost, &c.StorageFull, &c.TimeWaitFull, &c.WatchFull, &c.Filtered}
+	dst := []*uint64{&c.Records, &c.Lost, &c.StorageFull, &c.TimeWaitFull, &c.WatchFull, &c.Filtered, &c.OldTimeWaitSkipped}
 	for i, p := range dst {
 		var per []uint64
 		if *p, per, err = read(uint32(i)); err != nil {

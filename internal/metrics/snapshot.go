@@ -60,6 +60,9 @@ type Kernel struct {
 	TimeWaitFull uint64   // timewait table full: TIME_WAIT exit unseen
 	WatchFull    uint64   // watch list full: substate switch seen late
 	Filtered     uint64   // transitions dropped by in-kernel filters
+	// TimeWait sockets found at start-up, not followed: their half of
+	// the table was full.
+	OldTimeWaitSkipped uint64
 }
 
 // Table is the user-space socket table and its bounds.

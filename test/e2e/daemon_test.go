@@ -96,8 +96,26 @@ type Daemon struct {
 	cmd    *exec.Cmd
 	Events string // path of the event file
 	API    string // host:port of the HTTP API
-	stderr bytes.Buffer
+	stderr syncBuffer
 	done   chan struct{}
+}
+
+// syncBuffer is a bytes.Buffer the test may read while the daemon writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // StartDaemon runs tcpstated with extra flags and waits for --ready-file.
