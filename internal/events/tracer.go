@@ -78,6 +78,14 @@ func Open(cfg Config) (*Tracer, error) {
 	t := &Tracer{}
 	twFn, err := KernelSymbol(cfg.Kallsyms, "tw_timer_handler")
 	if err != nil {
+		// Hidden addresses: the ksym iterator needs no CAP_SYSLOG.
+		if addr, kerr := ksymAddress("tw_timer_handler"); kerr == nil {
+			twFn, err = addr, nil
+		} else {
+			err = fmt.Errorf("%w; and %w", err, kerr)
+		}
+	}
+	if err != nil {
 		t.twWarn = fmt.Errorf("TIME_WAIT cannot be followed: %w", err)
 	}
 	var states uint32
