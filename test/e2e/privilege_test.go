@@ -48,11 +48,7 @@ func unprivileged(t *testing.T, caps ...uintptr) {
 	})
 	server, client := StartPeer(t), StartPeer(t)
 	port := server.Port("listen tcp4 127.0.0.1:0")
-	client.Port("connect tcp4 127.0.0.1:%d", port)
-	server.Do("accept")
-	client.Do("close")
-	server.Do("readeof")
-	server.Do("close")
+	oneConnection(server, client, "tcp4", port)
 	server.Do("closelistener")
 	evs := d.WaitFor("the connection's transitions, TIME_WAIT included", 10*time.Second,
 		lastSteps(port, "FIN_WAIT2>TIME_WAIT", "LAST_ACK>CLOSE", "LISTEN>CLOSE"))

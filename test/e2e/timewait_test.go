@@ -24,11 +24,7 @@ func eventTime(t *testing.T, e Event) time.Time {
 func clientTimeWait(t *testing.T, d *Daemon) (client *Peer, port int, entry Event) {
 	server, client := StartPeer(t), StartPeer(t)
 	port = server.Port("listen tcp4 127.0.0.1:0")
-	client.Port("connect tcp4 127.0.0.1:%d", port)
-	server.Do("accept")
-	client.Do("close")
-	server.Do("readeof")
-	server.Do("close")
+	oneConnection(server, client, "tcp4", port)
 	evs := d.WaitFor("FIN_WAIT2>TIME_WAIT", 10*time.Second, lastSteps(port, "FIN_WAIT2>TIME_WAIT"))
 	for _, e := range onPort(evs, port) {
 		if e.New == "TIME_WAIT" {
@@ -175,11 +171,7 @@ func TestTimeWaitPressure(t *testing.T) {
 	server, client := StartPeer(t), StartPeer(t)
 	port := server.Port("listen tcp4 127.0.0.1:0")
 	for i := 0; i < n; i++ {
-		client.Port("connect tcp4 127.0.0.1:%d", port)
-		server.Do("accept")
-		client.Do("close")
-		server.Do("readeof")
-		server.Do("close")
+		oneConnection(server, client, "tcp4", port)
 	}
 	evs := d.WaitFor("time_wait_pressure", 10*time.Second, func(evs []Event) bool {
 		for _, e := range evs {

@@ -98,16 +98,23 @@ func loopback(network string) string {
 	return "127.0.0.1"
 }
 
-// clientFirst: the client closes, the server reads EOF and closes.
-func clientFirst(t *testing.T, network, family string) {
-	d := StartDaemon(t)
-	server, client := StartPeer(t), StartPeer(t)
-	port := server.Port("listen %s %s:0", network, loopback(network))
+// oneConnection makes one connection from client to server's listener on
+// port and closes it the usual way: the client first, then the server
+// once it has read EOF (client FIN_WAIT2 -> TIME_WAIT, server LAST_ACK).
+func oneConnection(server, client *Peer, network string, port int) {
 	client.Port("connect %s %s:%d", network, loopback(network), port)
 	server.Do("accept")
 	client.Do("close")
 	server.Do("readeof")
 	server.Do("close")
+}
+
+// clientFirst: the client closes, the server reads EOF and closes.
+func clientFirst(t *testing.T, network, family string) {
+	d := StartDaemon(t)
+	server, client := StartPeer(t), StartPeer(t)
+	port := server.Port("listen %s %s:0", network, loopback(network))
+	oneConnection(server, client, network, port)
 	server.Do("closelistener")
 	evs := d.WaitFor("client TIME_WAIT, server CLOSE, listener CLOSE", 10*time.Second,
 		lastSteps(port, "FIN_WAIT2>TIME_WAIT", "LAST_ACK>CLOSE", "LISTEN>CLOSE"))
