@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -255,21 +256,26 @@ func runIter(prog *ebpf.Program, m *ebpf.Map, fn func(*Event)) error {
 		return fmt.Errorf("opening iterator %s: %w", prog, err)
 	}
 	defer rd.Close()
-	data, err := io.ReadAll(rd)
-	if err != nil {
-		return fmt.Errorf("reading iterator %s: %w", prog, err)
-	}
-	if len(data)%RecordSize != 0 {
-		return fmt.Errorf("iterator %s: %d bytes is not a whole number of records", prog, len(data))
-	}
+	// Record by record through a small buffer: a walk of 100k sockets
+	// must not hold all of them in memory at once.
+	br := bufio.NewReaderSize(rd, 64<<10)
 	var ev Event
-	for off := 0; off < len(data); off += RecordSize {
-		if err := Decode(data[off:off+RecordSize], &ev); err != nil {
+	rec := make([]byte, RecordSize)
+	for {
+		_, err := io.ReadFull(br, rec)
+		switch {
+		case err == io.EOF:
+			return nil
+		case err == io.ErrUnexpectedEOF:
+			return fmt.Errorf("iterator %s: a partial record at the end", prog)
+		case err != nil:
+			return fmt.Errorf("reading iterator %s: %w", prog, err)
+		}
+		if err := Decode(rec, &ev); err != nil {
 			return fmt.Errorf("iterator %s: %w", prog, err)
 		}
 		fn(&ev)
 	}
-	return nil
 }
 
 // Sockets walks every TCP socket of the daemon's network namespace,
