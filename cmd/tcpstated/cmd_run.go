@@ -161,6 +161,7 @@ func cmdRun(args []string) int {
 		Uint64("records", sum.Records).
 		Uint64("submitted", sum.Submitted).
 		Uint64("lost", sum.Lost).
+		Uint64("skipped", sum.Skipped).
 		Uints64("lost_per_cpu", sum.LostPerCPU).
 		Uint64("decode_errors", sum.DecodeErrors).
 		Uint64("sink_dropped", sum.SinkDropped).

@@ -43,6 +43,7 @@ type Health struct {
 	Records       uint64   `json:"records"`
 	Events        uint64   `json:"events"`
 	Lost          uint64   `json:"lost"`
+	Skipped       uint64   `json:"skipped"`
 	DecodeErrors  uint64   `json:"decode_errors"`
 	Sockets       int      `json:"sockets"`
 	SocketsMax    int      `json:"sockets_max"`
@@ -60,12 +61,12 @@ func (d *Daemon) health() Health {
 		Sockets: st.Sockets, SocketsMax: st.SocketsMax, TableFull: st.TableFull,
 	}
 	if c, err := d.tracer.Counters(); err == nil {
-		h.Lost, h.TimeWaitTable, h.OldTimeWaits = c.Lost, c.TimeWaitFull, c.OldTimeWaitSkipped
+		h.Lost, h.TimeWaitTable, h.OldTimeWaits, h.Skipped = c.Lost, c.TimeWaitFull, c.OldTimeWaitSkipped, c.RecursionMisses
 	}
 	if w := d.tracer.TimeWaitUnavailable(); w != nil {
 		h.Warnings = append(h.Warnings, w.Error())
 	}
-	if h.Lost > 0 || h.TableFull > 0 || h.TimeWaitTable > 0 {
+	if h.Lost > 0 || h.Skipped > 0 || h.TableFull > 0 || h.TimeWaitTable > 0 {
 		h.Status = "degraded"
 	}
 	return h

@@ -46,6 +46,7 @@ type Summary struct {
 	Records      uint64 // ring-buffer records read
 	Submitted    uint64 // records the kernel queued: equals Records after a drain
 	Lost         uint64 // ring buffer full in the kernel
+	Skipped      uint64 // programs not run by the kernel (recursion)
 	LostPerCPU   []uint64
 	DecodeErrors uint64
 	SinkDropped  uint64
@@ -66,6 +67,7 @@ type Daemon struct {
 	badRecs atomic.Uint64
 	lost    uint64 // last logged value of the kernel's lost counter
 	full    uint64 // last logged sum of the kernel's table-full counters
+	skipped uint64 // last logged count of programs the kernel skipped
 	unseen  uint64 // last logged count of sockets the table had no room for
 
 	scanMu   sync.Mutex
@@ -249,6 +251,11 @@ func (d *Daemon) checkLoss() {
 	if err != nil {
 		return
 	}
+	if c.RecursionMisses > d.skipped {
+		d.log.Warn().Uint64("skipped", c.RecursionMisses-d.skipped).Uint64("skipped_total", c.RecursionMisses).
+			Msg("the kernel skipped the tracing program (a state change in an interrupt that interrupted it): transitions lost")
+		d.skipped = c.RecursionMisses
+	}
 	if c.Lost > d.lost {
 		d.log.Warn().Uint64("lost", c.Lost-d.lost).Uint64("lost_total", c.Lost).
 			Uints64("lost_per_cpu", c.LostPerCPU).
@@ -266,7 +273,7 @@ func (d *Daemon) checkLoss() {
 func (d *Daemon) summary() Summary {
 	s := Summary{Events: d.emitted.Load(), Records: d.records.Load(), DecodeErrors: d.badRecs.Load()}
 	if c, err := d.tracer.Counters(); err == nil {
-		s.Lost, s.LostPerCPU, s.Submitted = c.Lost, c.LostPerCPU, c.Records
+		s.Lost, s.LostPerCPU, s.Submitted, s.Skipped = c.Lost, c.LostPerCPU, c.Records, c.RecursionMisses
 	}
 	for _, sk := range d.fanout.Sinks() {
 		s.SinkDropped += sk.Stats().Dropped

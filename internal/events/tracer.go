@@ -211,6 +211,10 @@ type Counters struct {
 	// OldTimeWaitSkipped: timewait sockets found at start-up and not
 	// followed, past their half of the table. Not a loss of live events.
 	OldTimeWaitSkipped uint64
+	// RecursionMisses: times the kernel did not run a program because it
+	// was already running on that CPU (a state change in an interrupt
+	// that interrupted the program). Those transitions are lost.
+	RecursionMisses uint64
 	// LostPerCPU is Lost by CPU.
 	LostPerCPU []uint64
 }
@@ -238,6 +242,11 @@ func (t *Tracer) Counters() (Counters, error) {
 		}
 		if i == 1 {
 			c.LostPerCPU = per
+		}
+	}
+	for _, p := range []*ebpf.Program{t.objs.OnState, t.objs.OnTimerStart, t.objs.OnTimerCancel, t.objs.OnTimerExpire} {
+		if st, err := p.Stats(); err == nil {
+			c.RecursionMisses += st.RecursionMisses
 		}
 	}
 	return c, nil

@@ -52,6 +52,7 @@ func Append(b []byte, s *Snapshot) []byte {
 		e.counter1("tcpstated_timewait_table_full_total", "Timewait sockets not followed because the kernel timewait table was full (raise --max-timewait): their TIME_WAIT exit is not seen.", k.TimeWaitFull)
 		e.counter1("tcpstated_timewait_watch_full_total", "FIN_WAIT2 -> TIME_WAIT switches seen late because the kernel watch list was full.", k.WatchFull)
 		e.counter1("tcpstated_timewait_preexisting_skipped_total", "Timewait sockets that existed before tracing and were not followed: they may use half of --max-timewait, the rest is kept for new ones.", k.OldTimeWaitSkipped)
+		e.counter1("tcpstated_kernel_recursion_misses_total", "Times the kernel did not run a tracing program because it was already running on that CPU (a state change in an interrupt that interrupted it): those transitions are lost.", k.RecursionMisses)
 		e.counter1("tcpstated_filtered_total", "Transitions dropped in the kernel by --pid, --port, --state or --family.", k.Filtered)
 	}
 

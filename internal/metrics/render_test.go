@@ -146,6 +146,7 @@ func TestFamilies(t *testing.T) {
 		"tcpstated_timewait_table_full_total":          "counter",
 		"tcpstated_timewait_watch_full_total":          "counter",
 		"tcpstated_timewait_preexisting_skipped_total": "counter",
+		"tcpstated_kernel_recursion_misses_total":      "counter",
 		"tcpstated_filtered_total":                     "counter",
 		"tcpstated_socket_table_entries":               "gauge",
 		"tcpstated_socket_table_capacity":              "gauge",

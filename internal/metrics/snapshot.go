@@ -63,6 +63,8 @@ type Kernel struct {
 	// TimeWait sockets found at start-up, not followed: their half of
 	// the table was full.
 	OldTimeWaitSkipped uint64
+	// Programs the kernel did not run: already running on that CPU.
+	RecursionMisses uint64
 }
 
 // Table is the user-space socket table and its bounds.

@@ -139,6 +139,11 @@ func StartDaemonWith(t *testing.T, setup func(cmd *exec.Cmd, dir string), flags 
 	if setup != nil {
 		setup(d.cmd, dir)
 	}
+	// A test binary killed mid-run must not leave a tracer behind.
+	if d.cmd.SysProcAttr == nil {
+		d.cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	d.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("starting tcpstated: %v", err)
 	}

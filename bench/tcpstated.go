@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// daemonTracer runs tcpstated as a user would, writing JSON lines to a file.
+type daemonTracer struct {
+	bin     string
+	dir     string
+	p       *proc
+	cpuBase float64 // CPU used before it was ready: start-up, not churn
+	hwmKiB  int64   // VmHWM just before it was told to stop
+}
+
+const (
+	daemonReadyTimeout = 60 * time.Second
+	daemonStopTimeout  = 60 * time.Second
+)
+
+func (d *daemonTracer) cpuSeconds() float64 {
+	s, _ := procCPUSeconds(d.p.pid())
+	return s
+}
+
+func (d *daemonTracer) name() string { return "tcpstated" }
+
+func (d *daemonTracer) eventsPath() string { return filepath.Join(d.dir, "events.json") }
+func (d *daemonTracer) logPath() string    { return filepath.Join(d.dir, "tcpstated.log") }
+
+func (d *daemonTracer) start(dir string) error {
+	d.dir = dir
+	ready := filepath.Join(dir, "ready")
+	log, err := os.Create(d.logPath())
+	if err != nil {
+		return err
+	}
+	defer log.Close() // the child holds its own copy
+	cmd := exec.Command(d.bin, "run", "--format", "json",
+		"--sink", "file:"+d.eventsPath(), "--ready-file", ready, "--listen", "127.0.0.1:0")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if d.p, err = startProc(cmd); err != nil {
+		return err
+	}
+	err = d.p.waitReady(daemonReadyTimeout, func() bool {
+		st, err := os.Stat(ready)
+		return err == nil && st.Size() > 0
+	})
+	if err != nil {
+		d.p.stop(syscall.SIGKILL, time.Second)
+		return fmt.Errorf("%v: %s", err, tail(d.logPath(), 500))
+	}
+	d.cpuBase, _ = procCPUSeconds(d.p.pid())
+	return nil
+}
+
+func (d *daemonTracer) stop(port int) (tracerRun, error) {
+	d.hwmKiB, _ = procStatusKiB(d.p.pid(), "VmHWM")
+	skipped, _ := bpfRecursionMisses(d.p.pid())
+	stopErr := d.p.stop(os.Interrupt, daemonStopTimeout)
+	u := d.p.usage()
+	run := tracerRun{cpuSeconds: u.cpuSeconds - d.cpuBase, peakRSSKiB: max(u.maxRSSKiB, d.hwmKiB), skipped: skipped}
+	sum, err := readStopSummary(d.logPath())
+	if err != nil {
+		return run, err
+	}
+	run.events, run.lost, run.lostKnown = sum.Events, *sum.Lost, sum.hasLost
+	if sum.SinkDropped > 0 || sum.TableFull > 0 || sum.DecodeErrors > 0 {
+		run.note = fmt.Sprintf("sink_dropped %d, socket_table_full %d, decode_errors %d",
+			sum.SinkDropped, sum.TableFull, sum.DecodeErrors)
+	}
+	if stopErr != nil {
+		return run, fmt.Errorf("tcpstated: %v: %s", stopErr, tail(d.logPath(), 500))
+	}
+	run.churn, err = countFile(d.eventsPath(), port, countDaemonEvents)
+	return run, err
+}
+
+// stopSummary is the daemon's last log line: {"level":"info","events":N,
+// "lost":N,...,"message":"tcpstated stopped"}.
+type stopSummary struct {
+	Message      string `json:"message"`
+	Events       int64  `json:"events"`
+	Lost         *int64 `json:"lost"`
+	SinkDropped  int64  `json:"sink_dropped"`
+	TableFull    int64  `json:"socket_table_full"`
+	DecodeErrors int64  `json:"decode_errors"`
+	hasLost      bool
+}
+
+func readStopSummary(logPath string) (stopSummary, error) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return stopSummary{}, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if !strings.Contains(sc.Text(), "tcpstated stopped") {
+			continue
+		}
+		var s stopSummary
+		if json.Unmarshal(sc.Bytes(), &s) != nil || s.Message != "tcpstated stopped" {
+			continue
+		}
+		if s.Lost != nil {
+			s.hasLost = true
+		} else {
+			s.Lost = new(int64)
+		}
+		return s, nil
+	}
+	return stopSummary{}, fmt.Errorf(`no "tcpstated stopped" summary in its log: %s`, tail(logPath, 500))
+}
