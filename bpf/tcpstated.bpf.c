@@ -264,8 +264,49 @@ static __always_inline void emit_state(struct sock *sk, struct sock_owner *st,
 	submit(r);
 }
 
+static __always_inline void handle_state(struct sock *sk, int oldstate,
+					int newstate);
+
+/* The kernel does not run a program that is already running on the CPU:
+ * a state change in an interrupt that came while on_state ran (a softirq
+ * on a socket, over a connect() in process context) would be lost. A
+ * second copy, with its own recursion guard, takes those. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} state_busy SEC(".maps");
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
+{
+	__u32 zero = 0, *busy = bpf_map_lookup_elem(&state_busy, &zero);
+
+	if (busy)
+		*busy = 1;
+	handle_state(sk, oldstate, newstate);
+	if (busy)
+		*busy = 0;
+	return 0;
+}
+
+/* Runs for every change too, and handles it only when on_state is busy
+ * with another one on this CPU, that is when the kernel skipped on_state. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
+{
+	__u32 zero = 0, *busy = bpf_map_lookup_elem(&state_busy, &zero);
+
+	if (busy && *busy) {
+		count(COUNTER_STATE_NESTED);
+		handle_state(sk, oldstate, newstate);
+	}
+	return 0;
+}
+
+static __always_inline void handle_state(struct sock *sk, int oldstate,
+					int newstate)
 {
 	struct sock_owner *st;
 	__u64 now, cookie, since = 0, tw = 0;
@@ -274,10 +315,10 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 	__u8 family, news = newstate, flags = 0, src = OWNER_UNKNOWN;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
-		return 0; /* MPTCP (262) and others share the tracepoint */
+		return; /* MPTCP (262) and others share the tracepoint */
 	family = family_of(sk->__sk_common.skc_family);
 	if (!family)
-		return 0;
+		return;
 
 	now = bpf_ktime_get_ns();
 	st = bpf_sk_storage_get(&sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -290,7 +331,7 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 		st->state = TCP_SYN_RECV;
 		st->since_ns = now;
 		st->synrecv_held = 1;
-		return 0;
+		return;
 	}
 
 	/* Take the cookie early: the timewait socket inherits it. */
@@ -352,7 +393,7 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 					info->since_ns = since;
 			}
 			if (h->substate != TCP_TIME_WAIT)
-				return 0; /* still FIN_WAIT2: nothing changed */
+				return; /* still FIN_WAIT2: nothing changed */
 			news = TCP_TIME_WAIT;
 			flags |= FLAG_TIMEWAIT;
 		}
@@ -360,7 +401,6 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 
 	emit_state(sk, st, cookie, now, since, tw, pid, src, sport, dport,
 		   family, oldstate, news, flags);
-	return 0;
 }
 
 /* The timewait socket whose timer this is, or 0. */

@@ -58,7 +58,8 @@ enum counter {
 	COUNTER_FILTERED = 5,     /* transitions dropped by in-kernel filters */
 	COUNTER_TW_OLD_SKIPPED = 6, /* timewait sockets from before tracing not
 				     * followed: their share of the table was full */
-	COUNTER_MAX = 7,
+	COUNTER_STATE_NESTED = 7, /* changes on_state_nested took for on_state */
+	COUNTER_MAX = 8,
 };
 
 struct record {

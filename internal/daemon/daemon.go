@@ -42,15 +42,16 @@ type Options struct {
 
 // Summary is what the daemon says when it stops.
 type Summary struct {
-	Events       uint64 // reports written
-	Records      uint64 // ring-buffer records read
-	Submitted    uint64 // records the kernel queued: equals Records after a drain
-	Lost         uint64 // ring buffer full in the kernel
-	Skipped      uint64 // programs not run by the kernel (recursion)
-	LostPerCPU   []uint64
-	DecodeErrors uint64
-	SinkDropped  uint64
-	TableFull    uint64
+	Events          uint64 // reports written
+	Records         uint64 // ring-buffer records read
+	Submitted       uint64 // records the kernel queued: equals Records after a drain
+	Lost            uint64 // ring buffer full in the kernel
+	Skipped         uint64 // state changes the kernel ran no program for (recursion)
+	NestedRecovered uint64 // state changes the nested stand-in took
+	LostPerCPU      []uint64
+	DecodeErrors    uint64
+	SinkDropped     uint64
+	TableFull       uint64
 }
 
 // Daemon is one running tracer.
@@ -274,6 +275,7 @@ func (d *Daemon) summary() Summary {
 	s := Summary{Events: d.emitted.Load(), Records: d.records.Load(), DecodeErrors: d.badRecs.Load()}
 	if c, err := d.tracer.Counters(); err == nil {
 		s.Lost, s.LostPerCPU, s.Submitted, s.Skipped = c.Lost, c.LostPerCPU, c.Records, c.RecursionMisses
+		s.NestedRecovered = c.NestedRecovered
 	}
 	for _, sk := range d.fanout.Sinks() {
 		s.SinkDropped += sk.Stats().Dropped

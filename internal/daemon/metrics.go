@@ -42,7 +42,8 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 			Submitted: c.Records, Lost: c.Lost, LostPerCPU: c.LostPerCPU,
 			StorageFull: c.StorageFull, TimeWaitFull: c.TimeWaitFull,
 			WatchFull: c.WatchFull, Filtered: c.Filtered, OldTimeWaitSkipped: c.OldTimeWaitSkipped,
-			RecursionMisses: c.RecursionMisses,
+			RecursionMisses: c.RecursionMisses, NestedRecovered: c.NestedRecovered,
+			TimerRecursionMisses: c.TimerRecursionMisses,
 		}
 	} else {
 		d.log.Debug().Err(err).Msg("metrics: kernel counters unreadable; left out")

@@ -85,9 +85,11 @@ const (
 	tcpstatedMapEvents           = "events"
 	tcpstatedMapHandoffs         = "handoffs"
 	tcpstatedMapSockets          = "sockets"
+	tcpstatedMapStateBusy        = "state_busy"
 	tcpstatedMapTimewaits        = "timewaits"
 	tcpstatedMapTwWatch          = "tw_watch"
 	tcpstatedProgOnState         = "on_state"
+	tcpstatedProgOnStateNested   = "on_state_nested"
 	tcpstatedProgOnTimerCancel   = "on_timer_cancel"
 	tcpstatedProgOnTimerExpire   = "on_timer_expire"
 	tcpstatedProgOnTimerStart    = "on_timer_start"
@@ -151,6 +153,7 @@ type tcpstatedSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstatedProgramSpecs struct {
 	OnState         *ebpf.ProgramSpec `ebpf:"on_state"`
+	OnStateNested   *ebpf.ProgramSpec `ebpf:"on_state_nested"`
 	OnTimerCancel   *ebpf.ProgramSpec `ebpf:"on_timer_cancel"`
 	OnTimerExpire   *ebpf.ProgramSpec `ebpf:"on_timer_expire"`
 	OnTimerStart    *ebpf.ProgramSpec `ebpf:"on_timer_start"`
@@ -167,6 +170,7 @@ type tcpstatedMapSpecs struct {
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Handoffs  *ebpf.MapSpec `ebpf:"handoffs"`
 	Sockets   *ebpf.MapSpec `ebpf:"sockets"`
+	StateBusy *ebpf.MapSpec `ebpf:"state_busy"`
 	Timewaits *ebpf.MapSpec `ebpf:"timewaits"`
 	TwWatch   *ebpf.MapSpec `ebpf:"tw_watch"`
 }
@@ -213,6 +217,7 @@ type tcpstatedMaps struct {
 	Events    *ebpf.Map `ebpf:"events"`
 	Handoffs  *ebpf.Map `ebpf:"handoffs"`
 	Sockets   *ebpf.Map `ebpf:"sockets"`
+	StateBusy *ebpf.Map `ebpf:"state_busy"`
 	Timewaits *ebpf.Map `ebpf:"timewaits"`
 	TwWatch   *ebpf.Map `ebpf:"tw_watch"`
 }
@@ -223,6 +228,7 @@ func (m *tcpstatedMaps) Close() error {
 		m.Events,
 		m.Handoffs,
 		m.Sockets,
+		m.StateBusy,
 		m.Timewaits,
 		m.TwWatch,
 	)
@@ -251,6 +257,7 @@ type tcpstatedVariables struct {
 // It can be passed to loadTcpstatedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstatedPrograms struct {
 	OnState         *ebpf.Program `ebpf:"on_state"`
+	OnStateNested   *ebpf.Program `ebpf:"on_state_nested"`
 	OnTimerCancel   *ebpf.Program `ebpf:"on_timer_cancel"`
 	OnTimerExpire   *ebpf.Program `ebpf:"on_timer_expire"`
 	OnTimerStart    *ebpf.Program `ebpf:"on_timer_start"`
@@ -262,6 +269,7 @@ type tcpstatedPrograms struct {
 func (p *tcpstatedPrograms) Close() error {
 	return _TcpstatedClose(
 		p.OnState,
+		p.OnStateNested,
 		p.OnTimerCancel,
 		p.OnTimerExpire,
 		p.OnTimerStart,

@@ -67,7 +67,9 @@ func Open(cfg Config) (*Tracer, error) {
 		cfg.MaxTimeWait = 131072
 	}
 	if cfg.WakeupBytes <= 0 {
-		cfg.WakeupBytes = cfg.RingBytes / 8
+		// Small enough that one burst fits a sink's queue (~1900
+		// records for 8 MiB), large enough to wake the reader rarely.
+		cfg.WakeupBytes = cfg.RingBytes / 32
 	}
 	if cfg.Kallsyms == "" {
 		cfg.Kallsyms = "/proc/kallsyms"
@@ -115,7 +117,7 @@ func Open(cfg Config) (*Tracer, error) {
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		return nil, explainLoad(err)
 	}
-	attach := []*ebpf.Program{t.objs.OnState}
+	attach := []*ebpf.Program{t.objs.OnState, t.objs.OnStateNested}
 	if twFn != 0 {
 		attach = append(attach, t.objs.OnTimerStart, t.objs.OnTimerCancel, t.objs.OnTimerExpire)
 	}
@@ -211,10 +213,15 @@ type Counters struct {
 	// OldTimeWaitSkipped: timewait sockets found at start-up and not
 	// followed, past their half of the table. Not a loss of live events.
 	OldTimeWaitSkipped uint64
-	// RecursionMisses: times the kernel did not run a program because it
-	// was already running on that CPU (a state change in an interrupt
-	// that interrupted the program). Those transitions are lost.
+	// RecursionMisses: state changes lost because the kernel ran neither
+	// on_state (already running on that CPU: the change came in an
+	// interrupt that interrupted it) nor its nested stand-in.
 	RecursionMisses uint64
+	// NestedRecovered: state changes on_state_nested took for on_state.
+	NestedRecovered uint64
+	// TimerRecursionMisses: timer tracepoints the kernel did not run the
+	// timer programs for; each may have been a timewait socket's.
+	TimerRecursionMisses uint64
 	// LostPerCPU is Lost by CPU.
 	LostPerCPU []uint64
 }
@@ -234,7 +241,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		return sum, per, nil
 	}
 	var err error
-	dst := []*uint64{&c.Records, &c.Lost, &c.StorageFull, &c.TimeWaitFull, &c.WatchFull, &c.Filtered, &c.OldTimeWaitSkipped}
+	dst := []*uint64{&c.Records, &c.Lost, &c.StorageFull, &c.TimeWaitFull, &c.WatchFull, &c.Filtered, &c.OldTimeWaitSkipped, &c.NestedRecovered}
 	for i, p := range dst {
 		var per []uint64
 		if *p, per, err = read(uint32(i)); err != nil {
@@ -244,9 +251,12 @@ func (t *Tracer) Counters() (Counters, error) {
 			c.LostPerCPU = per
 		}
 	}
-	for _, p := range []*ebpf.Program{t.objs.OnState, t.objs.OnTimerStart, t.objs.OnTimerCancel, t.objs.OnTimerExpire} {
+	if st, err := t.objs.OnState.Stats(); err == nil && st.RecursionMisses > c.NestedRecovered {
+		c.RecursionMisses = st.RecursionMisses - c.NestedRecovered
+	}
+	for _, p := range []*ebpf.Program{t.objs.OnTimerStart, t.objs.OnTimerCancel, t.objs.OnTimerExpire} {
 		if st, err := p.Stats(); err == nil {
-			c.RecursionMisses += st.RecursionMisses
+			c.TimerRecursionMisses += st.RecursionMisses
 		}
 	}
 	return c, nil

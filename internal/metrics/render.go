@@ -52,7 +52,9 @@ func Append(b []byte, s *Snapshot) []byte {
 		e.counter1("tcpstated_timewait_table_full_total", "Timewait sockets not followed because the kernel timewait table was full (raise --max-timewait): their TIME_WAIT exit is not seen.", k.TimeWaitFull)
 		e.counter1("tcpstated_timewait_watch_full_total", "FIN_WAIT2 -> TIME_WAIT switches seen late because the kernel watch list was full.", k.WatchFull)
 		e.counter1("tcpstated_timewait_preexisting_skipped_total", "Timewait sockets that existed before tracing and were not followed: they may use half of --max-timewait, the rest is kept for new ones.", k.OldTimeWaitSkipped)
-		e.counter1("tcpstated_kernel_recursion_misses_total", "Times the kernel did not run a tracing program because it was already running on that CPU (a state change in an interrupt that interrupted it): those transitions are lost.", k.RecursionMisses)
+		e.counter1("tcpstated_kernel_recursion_misses_total", "State changes lost because the kernel ran neither the state program (already running on that CPU: the change came in an interrupt that interrupted it) nor its nested stand-in.", k.RecursionMisses)
+		e.counter1("tcpstated_kernel_nested_recovered_total", "State changes the nested stand-in program took because the kernel skipped the state program (not lost).", k.NestedRecovered)
+		e.counter1("tcpstated_kernel_timer_recursion_misses_total", "Timer tracepoints the kernel skipped the timer programs for; one that was a timewait socket's hides its TIME_WAIT entry or exit.", k.TimerRecursionMisses)
 		e.counter1("tcpstated_filtered_total", "Transitions dropped in the kernel by --pid, --port, --state or --family.", k.Filtered)
 	}
 

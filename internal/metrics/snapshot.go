@@ -65,6 +65,10 @@ type Kernel struct {
 	OldTimeWaitSkipped uint64
 	// Programs the kernel did not run: already running on that CPU.
 	RecursionMisses uint64
+	// State changes the nested stand-in took for on_state.
+	NestedRecovered uint64
+	// Timer tracepoints skipped (each may have been a timewait socket's).
+	TimerRecursionMisses uint64
 }
 
 // Table is the user-space socket table and its bounds.
