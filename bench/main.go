@@ -32,7 +32,7 @@ func main() {
 		skipBpftrace = flag.Bool("skip-bpftrace", false, "no bpftrace runs")
 		skipDaemon   = flag.Bool("skip-tcpstated", false, "no tcpstated runs (to try the driver without a daemon)")
 		skipHold     = flag.Bool("skip-hold", false, "no 100k-live-connections scenario")
-		holdCount    = flag.Int("hold-count", 100000, "connections in the hold scenario")
+		holdCount    = flag.Int("hold-count", 50000, "connections in the hold scenario (both ends are on this host: 100k live sockets)")
 		holdSettle   = flag.Duration("hold-settle", 10*time.Second, "wait after the hold is established before reading the daemon's memory")
 		clients      = flag.Int("clients", 4, "tcpchurn --clients")
 		servers      = flag.Int("servers", 2, "tcpchurn --servers")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,7 @@ func cmdRun(args []string) int {
 		twShare  = fs.Float64("time-wait-share", 0.5, "report time_wait_pressure when one process holds this share of the ephemeral port range in TIME_WAIT towards one peer")
 		pollIv   = fs.Duration("poll-interval", 50*time.Millisecond, "longest wait before queued events are read (the kernel wakes the reader sooner under load)")
 		scanIv   = fs.Duration("scan-interval", 10*time.Second, "how often file tables are walked to refresh owners and descriptors")
+		memLimit = sizeFlag(48 << 20)
 	)
 	fs.Var(&sinks, "sink", "where events go, repeatable: stdout, file:/path, tcp://host:port, unix:///path, syslog://host:port, syslog+tcp://host:port, syslog:///dev/log (default stdout)")
 	fs.Var(&states, "state", "only transitions from or to these states, comma separated or repeated (e.g. CLOSE_WAIT,TIME_WAIT)")
@@ -53,6 +55,7 @@ func cmdRun(args []string) int {
 	fs.Var(&port, "port", "only sockets with this local or remote port")
 	fs.Var(&pid, "pid", "only sockets owned by this process")
 	fs.Var(&ring, "ring-size", "ring buffer size, a power of two (e.g. 8M)")
+	fs.Var(&memLimit, "memory-limit", "soft limit for the Go heap (the GC works harder near it; GOMEMLIMIT in the environment wins)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: tcpstated [run] [flags]\n\nTrace every TCP state change until SIGINT or SIGTERM; SIGHUP reopens file sinks.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -107,6 +110,10 @@ func cmdRun(args []string) int {
 	}
 	if *scanIv < 100*time.Millisecond {
 		return usageError(fs, "--scan-interval %v: want 100ms or more", *scanIv)
+	}
+	// The socket table is most of the heap; collect before it doubles.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(int64(memLimit))
 	}
 	if *listen == "off" {
 		*listen = ""

@@ -179,6 +179,11 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 	}
 	go func() {
 		<-ctx.Done()
+		// FIN_WAIT2 -> TIME_WAIT switches not yet found by the poll
+		// would be lost with the programs: find them first.
+		if err := d.tracer.PollTimeWaits(); err != nil {
+			d.log.Warn().Err(err).Msg("last timewait poll failed")
+		}
 		d.tracer.Stop() // detach, then let Poll drain what is left
 	}()
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -47,6 +48,7 @@ type Tracer struct {
 	hz     uint32
 	twWarn error
 	closed bool
+	pollMu sync.Mutex
 }
 
 // TimeWaitUnavailable says why TIME_WAIT cannot be followed, or nil.
@@ -311,6 +313,9 @@ func (t *Tracer) Files(fn func(*Event)) error {
 // PollTimeWaits finds substate switches and early ends of timewait
 // sockets; what it finds arrives through the ring buffer.
 func (t *Tracer) PollTimeWaits() error {
+	// One walk at a time: two could report the same switch twice.
+	t.pollMu.Lock()
+	defer t.pollMu.Unlock()
 	return runIter(t.objs.PollTimewaits, t.objs.TwWatch, func(*Event) {})
 }
 
