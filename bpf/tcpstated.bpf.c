@@ -26,8 +26,13 @@
 
 /* A cancel with no re-arm after it for this long is an early end. */
 #define CANCEL_SETTLE_NS 1000000ULL
-/* The timewait handoff happens within one tcp_time_wait() call. */
-#define HANDOFF_WINDOW_NS 10000000ULL
+/* The timewait handoff happens within one tcp_time_wait() call, on one CPU.
+ * The cookie names the socket for good, so a handoff with a cookie is
+ * matched at any age: the gap is microseconds on hardware, but more than
+ * 10 ms was seen under qemu TCG (and a vCPU can be descheduled by its host).
+ * Only a timewait socket without a cookie (a full socket that never had one
+ * taken) is matched on ports alone, within this window. */
+#define HANDOFF_WINDOW_NS 100000000ULL
 
 /* Set from user space before load. */
 const volatile __u32 filter_pid = 0;
@@ -211,17 +216,21 @@ static __always_inline void watch(__u64 key)
 }
 
 /* When a timewait socket switched to TIME_WAIT, from its timer: the switch
- * re-armed it for TCP_TIMEWAIT_LEN (60 s) from then. */
-static __always_inline __u64 switch_time(__u64 now, __u64 now_j, __u64 expires)
+ * re-armed it for TCP_TIMEWAIT_LEN (60 s) from then. Jiffies are coarse
+ * (1/HZ): a switch soon after the FIN_WAIT2 substate began can come out
+ * before that, so it is never put before `floor`. */
+static __always_inline __u64 switch_time(__u64 now, __u64 now_j, __u64 expires,
+					 __u64 floor)
 {
 	__u32 h = hz;
 	__u64 at_j = expires - 60ULL * h;
-	__u64 ago;
+	__u64 ago, at;
 
 	if (!h || (__s64)(now_j - at_j) < 0)
 		return 0;
 	ago = (now_j - at_j) * (1000000000ULL / h);
-	return ago < now ? now - ago : 0;
+	at = ago < now ? now - ago : 0;
+	return at && at < floor ? floor : at;
 }
 
 /* One RECORD_STATE for a full socket. */
@@ -373,9 +382,9 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
 	    (oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING)) {
 		struct handoff *h = bpf_map_lookup_elem(&handoffs, &zero);
 
-		if (h && h->tw && now - h->ts_ns < HANDOFF_WINDOW_NS &&
-		    h->sport == sport && h->dport == dport &&
-		    (h->cookie == cookie || h->cookie == 0)) {
+		if (h && h->tw && h->sport == sport && h->dport == dport &&
+		    (h->cookie ? h->cookie == cookie :
+				 now - h->ts_ns < HANDOFF_WINDOW_NS)) {
 			struct tw_info *info;
 
 			tw = h->tw;
@@ -410,6 +419,20 @@ static __always_inline __u64 timewait_of(struct timer_list *timer)
 		return 0;
 	return (__u64)timer -
 	       bpf_core_field_offset(struct inet_timewait_sock, tw_timer);
+}
+
+/* Whether tw_info still describes the timewait socket at its address. */
+static __always_inline bool same_timewait(struct inet_timewait_sock *tw,
+					  const struct tw_info *info)
+{
+	__u64 cookie = BPF_CORE_READ(tw, __tw_common.skc_cookie.counter);
+
+	/* A cookie of 0 (none was ever taken) tells nothing: info->cookie
+	 * is then the full socket's, set at the handoff. */
+	if (cookie && cookie != info->cookie)
+		return false;
+	return bpf_ntohs(BPF_CORE_READ(tw, tw_sport)) == info->sport &&
+	       bpf_ntohs(BPF_CORE_READ(tw, __tw_common.skc_dport)) == info->dport;
 }
 
 /* A record about a timewait socket, from what tw_info remembers. */
@@ -469,6 +492,18 @@ int BPF_PROG(on_timer_start, struct timer_list *timer)
 	sub = BPF_CORE_READ(tw, tw_substate);
 
 	info = bpf_map_lookup_elem(&timewaits, &key);
+	if (info && !same_timewait(tw, info)) {
+		/* A new timewait socket in the slot of one that ended early
+		 * (cancelled: reuse, RST, ss -K) before the poll iterator
+		 * finalized it: SLAB_TYPESAFE_BY_RCU hands the address out
+		 * again at once, e.g. under tcp_tw_reuse. A birth, not a
+		 * re-arm: end the old one first. */
+		emit_tw(RECORD_TW_END, key, info, info->substate, TCP_CLOSE,
+			FLAG_ENDED_EARLY, info->cancel_ns ? info->cancel_ns : now,
+			info->since_ns, 0);
+		bpf_map_delete_elem(&timewaits, &key);
+		info = NULL;
+	}
 	if (!info) {
 		/* Born in tcp_time_wait(); the full socket's ->CLOSE follows
 		 * on this CPU and claims the handoff. */
@@ -541,7 +576,8 @@ static __always_inline void end_timewait(__u64 key, struct tw_info *info,
 	__u64 since = info->since_ns;
 
 	if (info->substate != sub) {
-		__u64 switched = switch_time(now, bpf_jiffies64(), expires);
+		__u64 switched = switch_time(now, bpf_jiffies64(), expires,
+					     since);
 
 		emit_tw(RECORD_TW_SUBSTATE, key, info, info->substate, sub,
 			FLAG_SWITCH_DERIVED, switched ? switched : at, since,
@@ -609,16 +645,16 @@ int poll_timewaits(struct bpf_iter__bpf_map_elem *ctx)
 		return 0;
 	}
 	tw = (void *)key;
-	/* Armed, so alive; the cookie guards against a recycled slot. */
-	if (BPF_CORE_READ(tw, __tw_common.skc_cookie.counter) != info->cookie &&
-	    info->cookie) {
+	/* Armed, so alive; guard against a recycled slot all the same. */
+	if (!same_timewait(tw, info)) {
 		bpf_map_delete_elem(&tw_watch, &key);
 		return 0;
 	}
 	sub = BPF_CORE_READ(tw, tw_substate);
 	if (sub != info->substate) {
 		__u64 expires = BPF_CORE_READ(tw, tw_timer.expires);
-		__u64 switched = switch_time(now, bpf_jiffies64(), expires);
+		__u64 switched = switch_time(now, bpf_jiffies64(), expires,
+					     info->since_ns);
 
 		emit_tw(RECORD_TW_SUBSTATE, key, info, info->substate, sub,
 			FLAG_SWITCH_DERIVED, switched ? switched : now,

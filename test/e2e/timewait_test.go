@@ -62,8 +62,11 @@ func TestTimeWaitKilled(t *testing.T) {
 	d := StartDaemon(t)
 	_, port, entry := clientTimeWait(t, d)
 	time.Sleep(1500 * time.Millisecond)
-	killed := time.Now()
+	// The kill happens somewhere while ss runs: starting ss alone can take
+	// a few hundred ms under qemu TCG.
+	before := time.Now()
 	out, err := exec.Command("ss", "-K", "-tn", "state", "time-wait", fmt.Sprintf("( dport = :%d )", port)).CombinedOutput()
+	after := time.Now()
 	if n := ssCount(t, "time-wait", port); n != 0 {
 		t.Fatalf("ss -K left %d TIME_WAIT sockets (%v: %s)", n, err, out)
 	}
@@ -71,12 +74,13 @@ func TestTimeWaitKilled(t *testing.T) {
 	if exit.Reason != "ended_early" {
 		t.Errorf("reason %q, want ended_early", exit.Reason)
 	}
-	spent := killed.Sub(eventTime(t, entry))
-	if got := time.Duration(*exit.DurMs * float64(time.Millisecond)); math.Abs(float64(got-spent)) > float64(250*time.Millisecond) {
-		t.Errorf("dur_ms %v, but the socket spent %v in TIME_WAIT", got, spent)
+	const slack = 50 * time.Millisecond
+	entered := eventTime(t, entry)
+	if got := time.Duration(*exit.DurMs * float64(time.Millisecond)); got < before.Sub(entered)-slack || got > after.Sub(entered)+slack {
+		t.Errorf("dur_ms %v, but the socket spent %v to %v in TIME_WAIT", got, before.Sub(entered), after.Sub(entered))
 	}
-	if gap := eventTime(t, exit).Sub(killed); gap < -50*time.Millisecond || gap > 250*time.Millisecond {
-		t.Errorf("exit dated %v from the kill", gap)
+	if at := eventTime(t, exit); at.Before(before.Add(-slack)) || at.After(after.Add(slack)) {
+		t.Errorf("exit dated %v after ss -K started, which ran for %v", at.Sub(before), after.Sub(before))
 	}
 }
 
@@ -196,12 +200,16 @@ func TestTimeWaitPressure(t *testing.T) {
 		t.Errorf("pressure event %+v: want pid %d, peer 127.0.0.1:%d, count >= 11 of %d", e, client.Pid, port, hi-lo+1)
 	}
 	_ = evs
+	// Each connection entered TIME_WAIT, but the kernel may end one early
+	// (under qemu TCG one was gone from ss 2 ms after its entry, and the
+	// daemon said so): hold the daemon to what the kernel still has.
+	inKernel := ssCount(t, "time-wait", port)
 	var found bool
 	for _, p := range d.Processes() {
 		if p.Pid == client.Pid {
 			found = true
-			if p.TimeWait != n || p.Time["FIN_WAIT2"].Count != n {
-				t.Errorf("client process view: %d TIME_WAIT, FIN_WAIT2 time count %d; want %d", p.TimeWait, p.Time["FIN_WAIT2"].Count, n)
+			if p.TimeWait != inKernel || p.Time["FIN_WAIT2"].Count != n {
+				t.Errorf("client process view: %d TIME_WAIT (the kernel has %d), FIN_WAIT2 time count %d; want %d", p.TimeWait, inKernel, p.Time["FIN_WAIT2"].Count, n)
 			}
 		}
 	}
