@@ -35,9 +35,9 @@ run: build ## trace every TCP transition on this host (as root)
 	./bin/tcpstated run
 
 .PHONY: test
-test: build ## unit and kernel tests (kernel tests need root; CI=true makes a skip a failure)
+test: build ## unit and kernel tests, one package at a time: kernel tests trace the whole host (root; CI=true makes a skip a failure)
 	$(GO) vet ./...
-	TCPSTATED_BIN=$(CURDIR)/bin/tcpstated $(GO) test -count=1 -race -timeout 20m ./...
+	TCPSTATED_BIN=$(CURDIR)/bin/tcpstated $(GO) test -count=1 -race -p 1 -timeout 30m ./...
 
 .PHONY: test-unit
 test-unit: ## tests that need no privileges
