@@ -43,7 +43,7 @@ Environment:
   TCPSTATED_KERNEL_CACHE   kernel cache (default REPO/.cache/kernels)
   TCPSTATED_KERNEL_LOGS    console logs (default CACHE/logs)
   TCPSTATED_KERNEL_APPEND  extra kernel command line, e.g. "loglevel=7"
-  TCPSTATED_QEMU_ACCEL     qemu accelerator (default tcg; kvm where available)
+  TCPSTATED_QEMU_ACCEL     qemu accelerator (default tcg,thread=single: under multi-threaded TCG the guests showed a soft lockup and a panic around the kernel patching its own code; single-threaded did not)
 EOF
 }
 
@@ -508,7 +508,7 @@ for k in "${kernels[@]}"; do
 	# exiting now instead of at the timeout; oops=panic does the same for
 	# an oops that would otherwise leave the guest hung.
 	append="console=ttyS0 panic=-1 oops=panic quiet ${TCPSTATED_KERNEL_APPEND:-}"
-	qemu=(qemu-system-x86_64 -accel "${TCPSTATED_QEMU_ACCEL:-tcg}" -cpu max -smp 2 -m 2G
+	qemu=(qemu-system-x86_64 -accel "${TCPSTATED_QEMU_ACCEL:-tcg,thread=single}" -cpu max -smp 2 -m 2G
 		-nographic -no-reboot -nic none
 		-kernel "$vmlinuz" -initrd "$initrd" -append "$append")
 
