@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -174,7 +173,6 @@ func printTop(w io.Writer, procs []tracker.ProcessView) {
 			secs(cw.MaxS, cw.Count), total)
 	}
 	tw.Flush()
-	_ = sort.Ints
 }
 
 func secs(v float64, n uint64) string {

@@ -225,10 +225,8 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 
 // update copies what a record knows about a socket into its row.
 func (t *Tracker) update(s *Socket, ev *events.Event) {
-	if ev.Pid != 0 && ev.Owner >= s.Owner || s.Pid == 0 {
-		if ev.Pid != 0 {
-			s.Pid, s.Comm, s.Owner = ev.Pid, ev.Comm, ev.Owner
-		}
+	if ev.Pid != 0 && (ev.Owner >= s.Owner || s.Pid == 0) {
+		s.Pid, s.Comm, s.Owner = ev.Pid, ev.Comm, ev.Owner
 	}
 	s.Family, s.Netns = ev.Family, ev.Netns
 	if ev.Saddr.IsValid() && !(ev.Saddr.IsUnspecified() && s.Saddr.IsValid()) {

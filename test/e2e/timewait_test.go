@@ -177,7 +177,7 @@ func TestTimeWaitPressure(t *testing.T) {
 	for i := 0; i < n; i++ {
 		oneConnection(server, client, "tcp4", port)
 	}
-	evs := d.WaitFor("time_wait_pressure", 10*time.Second, func(evs []Event) bool {
+	d.WaitFor("time_wait_pressure", 10*time.Second, func(evs []Event) bool {
 		for _, e := range evs {
 			if e.Event == "time_wait_pressure" && e.Dport == port {
 				return true
@@ -199,7 +199,6 @@ func TestTimeWaitPressure(t *testing.T) {
 	if e.Pid != client.Pid || e.Daddr != "127.0.0.1" || e.Count < 11 || e.PortRng != hi-lo+1 {
 		t.Errorf("pressure event %+v: want pid %d, peer 127.0.0.1:%d, count >= 11 of %d", e, client.Pid, port, hi-lo+1)
 	}
-	_ = evs
 	// Each connection entered TIME_WAIT, but the kernel may end one early
 	// (under qemu TCG one was gone from ss 2 ms after its entry, and the
 	// daemon said so): hold the daemon to what the kernel still has.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -232,5 +231,4 @@ func TestSummaryReportsNoLoss(t *testing.T) {
 	if !found {
 		t.Fatalf("no summary on stderr:\n%s", stderr)
 	}
-	_ = fmt.Sprint
 }
