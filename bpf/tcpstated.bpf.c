@@ -2,11 +2,13 @@
 /*
  * tcpstated: every TCP state change, with the process that owns the socket.
  *
- * sock:inet_sock_set_state (as tp_btf) sees full sockets. Ownership is
- * recorded where the kernel runs in the owner's context (connect, listen,
- * close) and kept in socket storage, which listeners pass to their children
- * (BPF_F_CLONE): most transitions run in softirq, where the task on the CPU
- * is not the owner.
+ * sock:inet_sock_set_state (as tp_btf) sees full sockets. A record names
+ * the owner only where the kernel runs in the owner's context (connect,
+ * listen, close); most transitions run in softirq, where the task on the CPU
+ * is not the owner, and user space carries the owner over from the socket's
+ * earlier records (or its listener's, or the file table). No per-socket
+ * state is kept here: socket storage cost an allocation per socket, a copy
+ * per accepted child and an RCU free, about 8% of a loopback churn.
  *
  * TIME_WAIT lives in a separate inet_timewait_sock that never passes through
  * the tracepoint. Its timer does: timer_start marks its birth and re-arms,
@@ -53,29 +55,24 @@ __u32 preexisting_tw = 0;
 __u64 clock_jiffies = 0;
 __u64 clock_ns = 0;
 
-struct sock_owner {
-	__u64 since_ns; /* when `state` began; 0: not seen */
-	__u32 pid;
-	__u8 state;
-	__u8 owner_src;
-	__u8 synrecv_held; /* LISTEN -> SYN_RECV not yet reported */
-	__u8 _pad;
-	char comm[COMM_LEN];
+/* A child's LISTEN -> SYN_RECV, held until its next transition: the
+ * kernel sets the child's ports, addresses and cookie only after it. */
+struct held {
+	__u64 sk;
+	__u64 ts_ns;
 };
 
 struct tw_info {
 	__u64 cookie;
 	__u64 since_ns;  /* when the current substate began; 0: not seen */
 	__u64 cancel_ns; /* timer cancelled at; 0: armed */
-	__u32 pid;
 	__u16 sport;
 	__u16 dport;
 	__u8 substate;
-	__u8 owner_src;
 	__u8 family;
 	__u8 flags;
+	__u8 _pad;
 	__u32 netns;
-	char comm[COMM_LEN];
 };
 
 /* What timer_start left for the full socket's ->CLOSE that follows it. */
@@ -94,12 +91,23 @@ struct {
 	__uint(max_entries, 8 << 20); /* resized from user space */
 } events SEC(".maps");
 
+/* The child's next transition follows on the same CPU in the same
+ * softirq, so one slot per CPU holds it; a second child before that (TCP
+ * Fast Open children wait in SYN_RECV for the final ACK) moves the first
+ * to held_more. */
 struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
-	__type(key, int);
-	__type(value, struct sock_owner);
-} sockets SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct held);
+} held_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);   /* struct sock * */
+	__type(value, __u64); /* ts_ns */
+} held_more SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -167,13 +175,22 @@ static __always_inline struct record *reserve(void)
 	return r;
 }
 
-/* Wake the reader only past a fill level: a wakeup per record costs a
- * quarter of the connection rate; the reader polls on a timer otherwise. */
+/* Bytes a record takes in the ring: the record and the ring's 8-byte
+ * header, 8-byte aligned. */
+#define RECORD_SLOT ((sizeof(struct record) + 8 + 7) & ~7ULL)
+
+/* Wake the reader only when the queue crosses a multiple of wakeup_bytes:
+ * a wakeup is an IPI (a VM exit under a hypervisor), a wakeup per record
+ * costs a quarter of the connection rate, and waking on every record once
+ * the reader is behind made it fall further behind. Below the first
+ * multiple the reader comes on its own poll interval. */
 static __always_inline void submit(struct record *r)
 {
 	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
 
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	if (avail >= wakeup_bytes &&
+	    avail / wakeup_bytes != (avail - RECORD_SLOT) / wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(r, flags);
 	count(COUNTER_RECORDS);
@@ -233,14 +250,16 @@ static __always_inline __u64 switch_time(__u64 now, __u64 now_j, __u64 expires,
 	return at && at < floor ? floor : at;
 }
 
-/* One RECORD_STATE for a full socket. */
-static __always_inline void emit_state(struct sock *sk, struct sock_owner *st,
-				       __u64 cookie, __u64 now, __u64 since,
-				       __u64 tw, __u32 pid, __u8 src,
-				       __u16 sport, __u16 dport, __u8 family,
-				       __u8 oldstate, __u8 news, __u8 flags)
+/* One RECORD_STATE for a full socket. The owner is named only when the
+ * change runs in its system call (src != OWNER_UNKNOWN). */
+static __always_inline void emit_state(struct sock *sk, __u64 cookie, __u64 now,
+				       __u64 tw, __u8 src, __u16 sport,
+				       __u16 dport, __u8 family, __u8 oldstate,
+				       __u8 news, __u8 flags)
 {
 	struct record *r;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 pid = src != OWNER_UNKNOWN ? pid_tgid >> 32 : 0;
 
 	if (filtered(pid, sport, dport, family, oldstate, news)) {
 		count(COUNTER_FILTERED);
@@ -251,17 +270,13 @@ static __always_inline void emit_state(struct sock *sk, struct sock_owner *st,
 		return;
 	r->kind = RECORD_STATE;
 	r->ts_ns = now;
-	r->since_ns = since;
+	r->since_ns = 0; /* user space knows when the old state began */
 	r->cookie = cookie;
 	r->tw = tw;
 	r->aux = 0;
 	r->jiffies = 0;
 	r->pid = pid;
 	r->owner_src = src;
-	if (st)
-		__builtin_memcpy(r->comm, st->comm, COMM_LEN);
-	else
-		__builtin_memset(r->comm, 0, COMM_LEN);
 	r->family = family;
 	r->sport = sport;
 	r->dport = dport;
@@ -269,7 +284,14 @@ static __always_inline void emit_state(struct sock *sk, struct sock_owner *st,
 	r->oldstate = oldstate;
 	r->newstate = news;
 	r->flags = flags;
-	fill_context(r);
+	r->cpu_pid = pid_tgid >> 32;
+	bpf_get_current_comm(r->cpu_comm, sizeof(r->cpu_comm));
+	r->cpu = bpf_get_smp_processor_id();
+	/* The owner, where named, is the task on the CPU. */
+	if (pid)
+		__builtin_memcpy(r->comm, r->cpu_comm, COMM_LEN);
+	else
+		__builtin_memset(r->comm, 0, COMM_LEN);
 	submit(r);
 }
 
@@ -314,12 +336,45 @@ int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
 	return 0;
 }
 
+/* Holds a child's LISTEN -> SYN_RECV; the held one it displaces, if any,
+ * moves to held_more. */
+static __always_inline void hold_child(struct sock *sk, __u64 now)
+{
+	__u32 zero = 0;
+	struct held *h = bpf_map_lookup_elem(&held_slot, &zero);
+
+	if (!h)
+		return;
+	if (h->sk && bpf_map_update_elem(&held_more, &h->sk, &h->ts_ns, BPF_ANY))
+		count(COUNTER_HELD_FULL);
+	h->sk = (__u64)sk;
+	h->ts_ns = now;
+}
+
+/* When this child's LISTEN -> SYN_RECV happened, or 0 if it is not held. */
+static __always_inline __u64 take_held(struct sock *sk)
+{
+	__u32 zero = 0;
+	struct held *h = bpf_map_lookup_elem(&held_slot, &zero);
+	__u64 key = (__u64)sk, ts, *more;
+
+	if (h && h->sk == key) {
+		h->sk = 0;
+		return h->ts_ns;
+	}
+	more = bpf_map_lookup_elem(&held_more, &key);
+	if (!more)
+		return 0;
+	ts = *more;
+	bpf_map_delete_elem(&held_more, &key);
+	return ts;
+}
+
 static __always_inline void handle_state(struct sock *sk, int oldstate,
 					int newstate)
 {
-	struct sock_owner *st;
-	__u64 now, cookie, since = 0, tw = 0;
-	__u32 pid = 0, zero = 0;
+	__u64 now, cookie, tw = 0;
+	__u32 zero = 0;
 	__u16 sport, dport;
 	__u8 family, news = newstate, flags = 0, src = OWNER_UNKNOWN;
 
@@ -330,16 +385,8 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
 		return;
 
 	now = bpf_ktime_get_ns();
-	st = bpf_sk_storage_get(&sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (st && oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
-		/* A child with a copy of its listener's storage. Some kernels
-		 * (6.1, 6.12) set the child's cookie only after this event,
-		 * so the report waits for the child's next transition. */
-		if (st->owner_src != OWNER_UNKNOWN)
-			st->owner_src = OWNER_ACCEPT;
-		st->state = TCP_SYN_RECV;
-		st->since_ns = now;
-		st->synrecv_held = 1;
+	if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+		hold_child(sk, now);
 		return;
 	}
 
@@ -347,36 +394,21 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
 	cookie = bpf_get_socket_cookie(sk);
 	sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	dport = bpf_ntohs(sk->__sk_common.skc_dport);
-	if (st && st->synrecv_held) {
-		st->synrecv_held = 0;
-		emit_state(sk, st, cookie, st->since_ns, 0, 0, st->pid,
-			   st->owner_src, sport, dport, family, TCP_LISTEN,
-			   TCP_SYN_RECV, 0);
+	if (oldstate == TCP_SYN_RECV) {
+		__u64 at = take_held(sk);
+
+		if (at)
+			emit_state(sk, cookie, at, 0, OWNER_UNKNOWN, sport,
+				   dport, family, TCP_LISTEN, TCP_SYN_RECV, 0);
 	}
 
-	if (st) {
-		if (st->state == oldstate)
-			since = st->since_ns;
-		/* Only these run in the owner's own system call. */
-		if (newstate == TCP_SYN_SENT || newstate == TCP_LISTEN) {
-			st->pid = bpf_get_current_pid_tgid() >> 32;
-			bpf_get_current_comm(st->comm, sizeof(st->comm));
-			st->owner_src = newstate == TCP_SYN_SENT ? OWNER_CONNECT :
-								   OWNER_LISTEN;
-		} else if ((newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) &&
-			   (st->owner_src == OWNER_UNKNOWN ||
-			    st->owner_src == OWNER_ACCEPT)) {
-			st->pid = bpf_get_current_pid_tgid() >> 32;
-			bpf_get_current_comm(st->comm, sizeof(st->comm));
-			st->owner_src = OWNER_CLOSE;
-		}
-		st->state = newstate;
-		st->since_ns = now;
-		pid = st->pid;
-		src = st->owner_src;
-	} else {
-		count(COUNTER_STORAGE_FULL);
-	}
+	/* Only these run in the owner's own system call. */
+	if (newstate == TCP_SYN_SENT)
+		src = OWNER_CONNECT;
+	else if (newstate == TCP_LISTEN)
+		src = OWNER_LISTEN;
+	else if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK)
+		src = OWNER_CLOSE;
 
 	if (newstate == TCP_CLOSE &&
 	    (oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING)) {
@@ -391,25 +423,18 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
 			h->tw = 0;
 			info = bpf_map_lookup_elem(&timewaits, &tw);
 			if (info) {
-				info->pid = pid;
-				info->owner_src = src;
 				info->cookie = cookie;
 				info->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-				if (st)
-					__builtin_memcpy(info->comm, st->comm, COMM_LEN);
-				/* FIN_WAIT2 goes on in the timewait socket. */
-				if (h->substate != TCP_TIME_WAIT)
-					info->since_ns = since;
 			}
 			if (h->substate != TCP_TIME_WAIT)
-				return; /* still FIN_WAIT2: nothing changed */
+				return; /* FIN_WAIT2 goes on in the timewait socket */
 			news = TCP_TIME_WAIT;
 			flags |= FLAG_TIMEWAIT;
 		}
 	}
 
-	emit_state(sk, st, cookie, now, since, tw, pid, src, sport, dport,
-		   family, oldstate, news, flags);
+	emit_state(sk, cookie, now, tw, src, sport, dport, family, oldstate,
+		   news, flags);
 }
 
 /* The timewait socket whose timer this is, or 0. */
@@ -443,7 +468,7 @@ static __always_inline void emit_tw(__u8 kind, __u64 key,
 {
 	struct record *r;
 
-	if (filtered(info->pid, info->sport, info->dport, info->family, olds,
+	if (filtered(0, info->sport, info->dport, info->family, olds,
 		     news)) {
 		count(COUNTER_FILTERED);
 		return;
@@ -458,9 +483,10 @@ static __always_inline void emit_tw(__u8 kind, __u64 key,
 	r->tw = key;
 	r->aux = expires;
 	r->jiffies = bpf_jiffies64();
-	r->pid = info->pid;
-	r->owner_src = info->owner_src;
-	__builtin_memcpy(r->comm, info->comm, COMM_LEN);
+	/* The owner is the full socket's: user space knows it by cookie. */
+	r->pid = 0;
+	r->owner_src = OWNER_UNKNOWN;
+	__builtin_memset(r->comm, 0, COMM_LEN);
 	r->family = info->family;
 	r->sport = info->sport;
 	r->dport = info->dport;
@@ -704,9 +730,6 @@ int snapshot_sockets(struct bpf_iter__tcp *ctx)
 		info = bpf_map_lookup_elem(&timewaits, &key);
 		if (info) {
 			r.since_ns = info->since_ns;
-			r.pid = info->pid;
-			r.owner_src = info->owner_src;
-			__builtin_memcpy(r.comm, info->comm, COMM_LEN);
 		} else if (preexisting_tw >= max_preexisting_tw) {
 			count(COUNTER_TW_OLD_SKIPPED);
 			r.flags |= FLAG_PREEXISTING;
@@ -729,24 +752,13 @@ int snapshot_sockets(struct bpf_iter__tcp *ctx)
 		}
 	} else {
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
-		struct sock_owner *st;
 
 		if (!tp)
 			return 0;
+		/* Its owner comes from the file table walk; when its state
+		 * began, nobody knows (since_ns 0). */
 		r.sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
 		r.oldstate = state;
-		st = bpf_sk_storage_get(&sockets, tp, 0,
-					BPF_SK_STORAGE_GET_F_CREATE);
-		if (st) {
-			if (st->state != state) {
-				st->state = state;
-				st->since_ns = 0; /* began before we looked */
-			}
-			r.since_ns = st->since_ns;
-			r.pid = st->pid;
-			r.owner_src = st->owner_src;
-			__builtin_memcpy(r.comm, st->comm, COMM_LEN);
-		}
 	}
 	fill_addrs(&r, skc);
 	fill_context(&r);
@@ -760,7 +772,6 @@ int snapshot_files(struct bpf_iter__task_file *ctx)
 {
 	struct task_struct *task = ctx->task;
 	struct file *file = ctx->file;
-	struct sock_owner *st;
 	struct socket *sock;
 	struct sock *sk;
 	struct record r = {};
@@ -788,19 +799,6 @@ int snapshot_files(struct bpf_iter__task_file *ctx)
 	r.sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	r.dport = bpf_ntohs(sk->__sk_common.skc_dport);
 
-	/* An inherited owner gives way to the process holding the socket:
-	 * a worker forked after listen() owns what it accepts. */
-	st = bpf_sk_storage_get(&sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (st) {
-		if (st->owner_src == OWNER_UNKNOWN ||
-		    st->owner_src == OWNER_ACCEPT) {
-			st->pid = r.pid;
-			__builtin_memcpy(st->comm, r.comm, COMM_LEN);
-			st->owner_src = OWNER_FILE;
-		}
-		if (st->state == r.oldstate)
-			r.since_ns = st->since_ns;
-	}
 	fill_addrs(&r, &sk->__sk_common);
 	fill_context(&r);
 	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));

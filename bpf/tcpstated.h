@@ -52,7 +52,8 @@ enum record_flag {
 enum counter {
 	COUNTER_RECORDS = 0,      /* records submitted to the ring buffer */
 	COUNTER_LOST = 1,         /* ring buffer full: record lost */
-	COUNTER_STORAGE_FULL = 2, /* no socket storage: owner and age unknown */
+	COUNTER_HELD_FULL = 2,    /* held_more full: a child's LISTEN -> SYN_RECV
+				   * lost */
 	COUNTER_TW_FULL = 3,      /* timewait table full: TIME_WAIT exit unseen */
 	COUNTER_WATCH_FULL = 4,   /* watch list full: substate switch seen late */
 	COUNTER_FILTERED = 5,     /* transitions dropped by in-kernel filters */

@@ -268,11 +268,11 @@ func (d *Daemon) checkLoss() {
 			Msg("ring buffer full: records lost (raise --ring-size)")
 		d.lost = c.Lost
 	}
-	if c.TimeWaitFull+c.StorageFull+c.WatchFull > d.full {
-		d.full = c.TimeWaitFull + c.StorageFull + c.WatchFull
-		d.log.Warn().Uint64("timewait_table_full", c.TimeWaitFull).Uint64("storage_full", c.StorageFull).
+	if c.TimeWaitFull+c.HeldFull+c.WatchFull > d.full {
+		d.full = c.TimeWaitFull + c.HeldFull + c.WatchFull
+		d.log.Warn().Uint64("timewait_table_full", c.TimeWaitFull).Uint64("synrecv_held_full", c.HeldFull).
 			Uint64("watch_full", c.WatchFull).
-			Msg("kernel tables full: some TIME_WAIT exits or owners go unseen (raise --max-timewait)")
+			Msg("kernel tables full: some TIME_WAIT exits or SYN_RECV entries go unseen (raise --max-timewait)")
 	}
 }
 

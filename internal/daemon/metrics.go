@@ -40,7 +40,7 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 	if c, err := d.tracer.Counters(); err == nil {
 		s.Kernel = &metrics.Kernel{
 			Submitted: c.Records, Lost: c.Lost, LostPerCPU: c.LostPerCPU,
-			StorageFull: c.StorageFull, TimeWaitFull: c.TimeWaitFull,
+			HeldFull: c.HeldFull, TimeWaitFull: c.TimeWaitFull,
 			WatchFull: c.WatchFull, Filtered: c.Filtered, OldTimeWaitSkipped: c.OldTimeWaitSkipped,
 			RecursionMisses: c.RecursionMisses, NestedRecovered: c.NestedRecovered,
 			TimerRecursionMisses: c.TimerRecursionMisses,

@@ -24,6 +24,12 @@ type tcpstatedHandoff struct {
 	Pad      [3]uint8
 }
 
+type tcpstatedHeld struct {
+	_    structs.HostLayout
+	Sk   uint64
+	TsNs uint64
+}
+
 type tcpstatedRecord struct {
 	_        structs.HostLayout
 	TsNs     uint64
@@ -50,31 +56,19 @@ type tcpstatedRecord struct {
 	CpuComm  [16]int8
 }
 
-type tcpstatedSockOwner struct {
-	_           structs.HostLayout
-	SinceNs     uint64
-	Pid         uint32
-	State       uint8
-	OwnerSrc    uint8
-	SynrecvHeld uint8
-	Pad         uint8
-	Comm        [16]int8
-}
-
 type tcpstatedTwInfo struct {
 	_        structs.HostLayout
 	Cookie   uint64
 	SinceNs  uint64
 	CancelNs uint64
-	Pid      uint32
 	Sport    uint16
 	Dport    uint16
 	Substate uint8
-	OwnerSrc uint8
 	Family   uint8
 	Flags    uint8
+	Pad      uint8
 	Netns    uint32
-	Comm     [16]int8
+	_        [4]byte
 }
 
 // Names of all BPF objects in the ELF.
@@ -84,7 +78,8 @@ const (
 	tcpstatedMapCounters         = "counters"
 	tcpstatedMapEvents           = "events"
 	tcpstatedMapHandoffs         = "handoffs"
-	tcpstatedMapSockets          = "sockets"
+	tcpstatedMapHeldMore         = "held_more"
+	tcpstatedMapHeldSlot         = "held_slot"
 	tcpstatedMapStateBusy        = "state_busy"
 	tcpstatedMapTimewaits        = "timewaits"
 	tcpstatedMapTwWatch          = "tw_watch"
@@ -169,7 +164,8 @@ type tcpstatedMapSpecs struct {
 	Counters  *ebpf.MapSpec `ebpf:"counters"`
 	Events    *ebpf.MapSpec `ebpf:"events"`
 	Handoffs  *ebpf.MapSpec `ebpf:"handoffs"`
-	Sockets   *ebpf.MapSpec `ebpf:"sockets"`
+	HeldMore  *ebpf.MapSpec `ebpf:"held_more"`
+	HeldSlot  *ebpf.MapSpec `ebpf:"held_slot"`
 	StateBusy *ebpf.MapSpec `ebpf:"state_busy"`
 	Timewaits *ebpf.MapSpec `ebpf:"timewaits"`
 	TwWatch   *ebpf.MapSpec `ebpf:"tw_watch"`
@@ -216,7 +212,8 @@ type tcpstatedMaps struct {
 	Counters  *ebpf.Map `ebpf:"counters"`
 	Events    *ebpf.Map `ebpf:"events"`
 	Handoffs  *ebpf.Map `ebpf:"handoffs"`
-	Sockets   *ebpf.Map `ebpf:"sockets"`
+	HeldMore  *ebpf.Map `ebpf:"held_more"`
+	HeldSlot  *ebpf.Map `ebpf:"held_slot"`
 	StateBusy *ebpf.Map `ebpf:"state_busy"`
 	Timewaits *ebpf.Map `ebpf:"timewaits"`
 	TwWatch   *ebpf.Map `ebpf:"tw_watch"`
@@ -227,7 +224,8 @@ func (m *tcpstatedMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.Handoffs,
-		m.Sockets,
+		m.HeldMore,
+		m.HeldSlot,
 		m.StateBusy,
 		m.Timewaits,
 		m.TwWatch,

@@ -8,11 +8,11 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 )
 
 // Filter selects transitions in the kernel; zero values select all.
@@ -41,14 +41,15 @@ type Config struct {
 
 // Tracer owns the loaded programs, their links and the ring-buffer reader.
 type Tracer struct {
-	objs   tcpstatedObjects
-	links  []link.Link
-	ring   *ringbuf.Reader
-	rec    ringbuf.Record
-	hz     uint32
-	twWarn error
-	closed bool
-	pollMu sync.Mutex
+	objs  tcpstatedObjects
+	links []link.Link
+	ring  *ring
+	// stopping: Stop was called; Poll drains what is left and ends.
+	stopping atomic.Bool
+	hz       uint32
+	twWarn   error
+	closed   bool
+	pollMu   sync.Mutex
 }
 
 // TimeWaitUnavailable says why TIME_WAIT cannot be followed, or nil.
@@ -133,7 +134,7 @@ func Open(cfg Config) (*Tracer, error) {
 		}
 		t.links = append(t.links, l)
 	}
-	t.ring, err = ringbuf.NewReader(t.objs.Events)
+	t.ring, err = newRing(t.objs.Events)
 	if err != nil {
 		t.Close()
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
@@ -161,21 +162,35 @@ func explainLoad(err error) error {
 // then hands every queued record to fn. It returns io.EOF once the
 // tracer is stopped and drained.
 func (t *Tracer) Poll(interval time.Duration, ev *Event, fn func(*Event), bad func(error)) error {
-	t.ring.SetDeadline(time.Now().Add(interval))
+	deadline := time.Now().Add(interval)
+	handle := func(b []byte) {
+		if err := Decode(b, ev); err != nil {
+			bad(err)
+			return
+		}
+		fn(ev)
+	}
 	for {
-		err := t.ring.ReadInto(&t.rec)
-		switch {
-		case err == nil:
-			if derr := Decode(t.rec.RawSample, ev); derr != nil {
-				bad(derr)
-				continue
-			}
-			fn(ev)
-		case errors.Is(err, os.ErrDeadlineExceeded):
+		stopping := t.stopping.Load()
+		_, err := t.ring.drain(handle)
+		busy := errors.Is(err, errRingBusy)
+		if err != nil && !busy {
+			return err
+		}
+		if stopping && !busy {
+			return io.EOF // detached before the drain: nothing more comes
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
 			return nil
-		case errors.Is(err, ringbuf.ErrFlushed), errors.Is(err, ringbuf.ErrClosed):
-			return io.EOF
-		default:
+		}
+		if busy {
+			// A producer is between reserve and commit (it may have
+			// been preempted): come back shortly rather than spin.
+			time.Sleep(min(left, 100*time.Microsecond))
+			continue
+		}
+		if _, err := t.ring.wait(left); err != nil {
 			return err
 		}
 	}
@@ -188,8 +203,9 @@ func (t *Tracer) Stop() error {
 		l.Close()
 	}
 	t.links = nil
+	t.stopping.Store(true)
 	if t.ring != nil {
-		return t.ring.Flush()
+		return t.ring.stop()
 	}
 	return nil
 }
@@ -204,14 +220,14 @@ func (t *Tracer) Close() error {
 		l.Close()
 	}
 	if t.ring != nil {
-		t.ring.Close()
+		t.ring.close()
 	}
 	return t.objs.Close()
 }
 
 // Counters is what the kernel side counted, summed over CPUs.
 type Counters struct {
-	Records, Lost, StorageFull, TimeWaitFull, WatchFull, Filtered uint64
+	Records, Lost, HeldFull, TimeWaitFull, WatchFull, Filtered uint64
 	// OldTimeWaitSkipped: timewait sockets found at start-up and not
 	// followed, past their half of the table. Not a loss of live events.
 	OldTimeWaitSkipped uint64
@@ -243,7 +259,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		return sum, per, nil
 	}
 	var err error
-	dst := []*uint64{&c.Records, &c.Lost, &c.StorageFull, &c.TimeWaitFull, &c.WatchFull, &c.Filtered, &c.OldTimeWaitSkipped, &c.NestedRecovered}
+	dst := []*uint64{&c.Records, &c.Lost, &c.HeldFull, &c.TimeWaitFull, &c.WatchFull, &c.Filtered, &c.OldTimeWaitSkipped, &c.NestedRecovered}
 	for i, p := range dst {
 		var per []uint64
 		if *p, per, err = read(uint32(i)); err != nil {

@@ -48,7 +48,7 @@ func Append(b []byte, s *Snapshot) []byte {
 
 	// Kernel tables.
 	if k := s.Kernel; k != nil {
-		e.counter1("tcpstated_kernel_storage_full_total", "Sockets the kernel could not give socket storage: their owner and age are unknown.", k.StorageFull)
+		e.counter1("tcpstated_kernel_synrecv_held_full_total", "Accepted children whose LISTEN -> SYN_RECV could not be held until their ports were set (held_more full): that transition was lost.", k.HeldFull)
 		e.counter1("tcpstated_timewait_table_full_total", "Timewait sockets not followed because the kernel timewait table was full (raise --max-timewait): their TIME_WAIT exit is not seen.", k.TimeWaitFull)
 		e.counter1("tcpstated_timewait_watch_full_total", "FIN_WAIT2 -> TIME_WAIT switches seen late because the kernel watch list was full.", k.WatchFull)
 		e.counter1("tcpstated_timewait_preexisting_skipped_total", "Timewait sockets that existed before tracing and were not followed: they may use half of --max-timewait, the rest is kept for new ones.", k.OldTimeWaitSkipped)

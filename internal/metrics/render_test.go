@@ -24,7 +24,7 @@ func testSnapshot() *Snapshot {
 		TimeWaitTracking: true,
 		RecordsRead:      1000, EventsWritten: 990, DecodeErrors: 1,
 		Kernel: &Kernel{Submitted: 1001, Lost: 3, LostPerCPU: []uint64{1, 0, 2, 0},
-			StorageFull: 4, TimeWaitFull: 5, WatchFull: 6, Filtered: 7},
+			HeldFull: 4, TimeWaitFull: 5, WatchFull: 6, Filtered: 7},
 		Table: Table{Entries: 12, Capacity: 262144, Full: 8, ProcessesEvicted: 9,
 			CommOverflow: 10, CommLimit: 256, UnknownTimeWaitEnds: 11},
 		Transitions: []Transition{
@@ -142,7 +142,7 @@ func TestFamilies(t *testing.T) {
 		"tcpstated_ringbuf_lost_per_cpu_total":          "counter",
 		"tcpstated_decode_errors_total":                 "counter",
 		"tcpstated_events_total":                        "counter",
-		"tcpstated_kernel_storage_full_total":           "counter",
+		"tcpstated_kernel_synrecv_held_full_total":      "counter",
 		"tcpstated_timewait_table_full_total":           "counter",
 		"tcpstated_timewait_watch_full_total":           "counter",
 		"tcpstated_timewait_preexisting_skipped_total":  "counter",

@@ -56,7 +56,7 @@ type Kernel struct {
 	Submitted    uint64   // records submitted to the ring buffer
 	Lost         uint64   // ring buffer full: records lost
 	LostPerCPU   []uint64 // Lost by CPU
-	StorageFull  uint64   // no socket storage: owner and age unknown
+	HeldFull     uint64   // held_more full: a child's LISTEN -> SYN_RECV lost
 	TimeWaitFull uint64   // timewait table full: TIME_WAIT exit unseen
 	WatchFull    uint64   // watch list full: substate switch seen late
 	Filtered     uint64   // transitions dropped by in-kernel filters

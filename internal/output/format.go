@@ -15,6 +15,12 @@ type timeFormatter struct {
 }
 
 func (f *timeFormatter) format(t time.Time) []byte {
+	f.buf = f.appendTo(f.buf[:0], t)
+	return f.buf
+}
+
+// appendTo appends the quoted time to b.
+func (f *timeFormatter) appendTo(b []byte, t time.Time) []byte {
 	t = t.UTC()
 	sec := t.Unix()
 	if f.prefix == nil || sec != f.sec {
@@ -23,11 +29,9 @@ func (f *timeFormatter) format(t time.Time) []byte {
 		f.prefix = t.Truncate(time.Second).AppendFormat(f.prefix, "2006-01-02T15:04:05")
 		f.prefix = append(f.prefix, '.')
 	}
-	b := append(f.buf[:0], f.prefix...)
+	b = append(b, f.prefix...)
 	b = appendPadded(b, uint64(t.Nanosecond()), 9)
-	b = append(b, 'Z', '"')
-	f.buf = b
-	return b
+	return append(b, 'Z', '"')
 }
 
 // appendPadded appends v in decimal with at least width digits.

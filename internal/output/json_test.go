@@ -119,3 +119,95 @@ func TestTextLine(t *testing.T) {
 		t.Errorf("text:\n%s", out)
 	}
 }
+
+// zerologWrite is the event encoder written with zerolog's Event, field by
+// field: the reference the fast encoder must match byte for byte.
+func zerologWrite(log zerolog.Logger, ts string, r *tracker.Report) {
+	ev := r.Ev
+	e := log.WithLevel(level(r.Kind))
+	e.Str(FieldEvent, r.Kind.String()).Str(FieldTime, ts)
+	if r.Kind == tracker.ReportTimeWaitPressure {
+		e.Uint32(FieldPid, ev.Pid).Bytes(FieldComm, ev.Comm.Bytes()).Str(FieldFamily, ev.Family.String()).
+			Str(FieldDaddr, ev.Daddr.String()).Uint16(FieldDport, ev.Dport).
+			Int(FieldCount, r.Count).Int(FieldPortRange, r.PortRange).
+			Float64(FieldShare, float64(r.Count)/float64(r.PortRange))
+		e.Send()
+		return
+	}
+	e.Uint64(FieldCookie, ev.Cookie).Uint32(FieldPid, ev.Pid).Bytes(FieldComm, ev.Comm.Bytes()).
+		Str(FieldOwner, ev.Owner.String())
+	if r.FD >= 0 {
+		e.Int32(FieldFD, r.FD)
+	}
+	e.Str(FieldFamily, ev.Family.String())
+	if ev.Saddr.IsValid() {
+		e.Str(FieldSaddr, ev.Saddr.String())
+	}
+	e.Uint16(FieldSport, ev.Sport)
+	if ev.Daddr.IsValid() {
+		e.Str(FieldDaddr, ev.Daddr.String())
+	}
+	e.Uint16(FieldDport, ev.Dport)
+	switch r.Kind {
+	case tracker.ReportState:
+		e.Str(FieldOld, ev.Old.String()).Str(FieldNew, ev.New.String())
+		if r.HasDur {
+			e.RawJSON(FieldDurMs, appendMillis(nil, r.Dur))
+		}
+		e.Str(FieldSource, r.Source.String())
+		if r.Reason != "" {
+			e.Str(FieldReason, r.Reason)
+		}
+		e.Uint32(FieldCPUPid, ev.CPUPid).Bytes(FieldCPUComm, ev.CPUComm.Bytes())
+	case tracker.ReportCloseWaitLeak, tracker.ReportCloseWaitResolved, tracker.ReportStuck:
+		e.Str(FieldState, r.State.String()).Float64(FieldAgeS, r.Age.Seconds()).Bool(FieldAgeLB, r.AgeLowerBound)
+	}
+	e.Uint32(FieldNetns, ev.Netns)
+	e.Send()
+}
+
+// TestJSONMatchesZerolog: every kind of report, odd commands and addresses,
+// come out exactly as zerolog's Event writes them.
+func TestJSONMatchesZerolog(t *testing.T) {
+	wall := func(ns uint64) time.Time { return time.Unix(0, int64(ns)) }
+	comms := []string{"", "tcpchurn", "evil\"\n\\\xff", "\x01\x1f\t\r\b\f", "ünï", "\xe2\x82", "sixteen-bytes-xx"}
+	addrs := []netip.Addr{{}, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("255.10.0.9"),
+		netip.MustParseAddr("::1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("::ffff:10.1.2.3")}
+	kinds := []tracker.ReportKind{tracker.ReportState, tracker.ReportCloseWaitLeak, tracker.ReportCloseWaitResolved,
+		tracker.ReportStuck, tracker.ReportTimeWaitPressure}
+	n := 0
+	for i := 0; i < 400; i++ {
+		var ev events.Event
+		copy(ev.Comm[:], comms[i%len(comms)])
+		copy(ev.CPUComm[:], comms[(i/3)%len(comms)])
+		ev.Cookie, ev.Pid, ev.CPUPid, ev.Netns = uint64(i)*0x9e3779b97f4a7c15, uint32(i*7919), uint32(i), uint32(i)<<20
+		ev.Owner, ev.Family = events.OwnerSource(i%6), events.Family([]uint8{4, 6, 0}[i%3])
+		ev.Saddr, ev.Daddr = addrs[i%len(addrs)], addrs[(i/2)%len(addrs)]
+		ev.Sport, ev.Dport = uint16(i*131), uint16(65535-i)
+		ev.Old, ev.New = events.State(i%13), events.State((i/13)%13)
+		r := &tracker.Report{Kind: kinds[i%len(kinds)], Ev: &ev, Mono: uint64(i) * 1_234_567_891, FD: int32(i%5) - 1,
+			Source: tracker.Source(i % 4), Dur: time.Duration(i) * 1234567, HasDur: i%2 == 0, State: events.State(i % 12),
+			Age: time.Duration(i) * time.Second / 7, AgeLowerBound: i%3 == 0, Count: i * 37, PortRange: 28232}
+		if i%4 == 1 {
+			r.Reason = tracker.ReasonExpired
+		}
+		if r.Kind == tracker.ReportTimeWaitPressure && !ev.Daddr.IsValid() {
+			continue // always has a peer
+		}
+		var got, want levelBuf
+		NewJSON(&got, wall).Write(r)
+		var tf timeFormatter
+		ts := string(tf.format(wall(r.Mono)))
+		zerologWrite(zerolog.New(&want), ts[1:len(ts)-1], r)
+		if got.String() != want.String() {
+			t.Fatalf("report %d differs:\n got %s\nwant %s", i, got.String(), want.String())
+		}
+		if got.levels[0] != want.levels[0] {
+			t.Fatalf("report %d: level %v, zerolog %v", i, got.levels[0], want.levels[0])
+		}
+		n++
+	}
+	if n < 300 {
+		t.Fatalf("only %d reports compared", n)
+	}
+}

@@ -20,6 +20,9 @@ func (t *Tracker) Tick(emit func(*Report)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.clock()
+	if now > t.now {
+		t.now = now
+	}
 	var ev events.Event
 	tw := make(map[pressureKey]int)
 

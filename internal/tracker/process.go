@@ -31,8 +31,25 @@ type CommStats struct {
 // OtherComm collects comm values past Config.MaxComms.
 const OtherComm = "other"
 
-func (t *Tracker) proc(pid uint32, comm events.Comm) *Process {
+// lookupProc finds pid's accounting. Records come in runs for the same
+// one or two processes, so the last two are kept at hand.
+func (t *Tracker) lookupProc(pid uint32) *Process {
+	if p := t.procHot[0]; p != nil && p.Pid == pid {
+		return p
+	}
+	if p := t.procHot[1]; p != nil && p.Pid == pid {
+		t.procHot[0], t.procHot[1] = p, t.procHot[0]
+		return p
+	}
 	p := t.procs[pid]
+	if p != nil {
+		t.procHot[0], t.procHot[1] = p, t.procHot[0]
+	}
+	return p
+}
+
+func (t *Tracker) proc(pid uint32, comm events.Comm) *Process {
+	p := t.lookupProc(pid)
 	if p == nil {
 		if len(t.procs) >= t.cfg.MaxProcesses && !t.evictProcess() {
 			return nil
@@ -43,7 +60,7 @@ func (t *Tracker) proc(pid uint32, comm events.Comm) *Process {
 	if comm[0] != 0 {
 		p.Comm = comm
 	}
-	p.lastSeen = t.clock()
+	p.lastSeen = t.now
 	return p
 }
 
@@ -63,6 +80,7 @@ func (t *Tracker) evictProcess() bool {
 		return false
 	}
 	delete(t.procs, victim.Pid)
+	t.procHot = [2]*Process{}
 	t.stats.ProcessesEvicted++
 	return true
 }
@@ -74,7 +92,7 @@ func (t *Tracker) procMove(pid uint32, from, to events.State) {
 		return
 	}
 	var comm events.Comm
-	p := t.procs[pid]
+	p := t.lookupProc(pid)
 	if p == nil {
 		if to == 0 {
 			return
@@ -89,7 +107,7 @@ func (t *Tracker) procMove(pid uint32, from, to events.State) {
 	if to != 0 {
 		p.Live[to]++
 	}
-	p.lastSeen = t.clock()
+	p.lastSeen = t.now
 }
 
 func (t *Tracker) account(pid uint32, comm events.Comm, st events.State, d time.Duration) {
@@ -107,6 +125,27 @@ func (t *Tracker) account(pid uint32, comm events.Comm, st events.State, d time.
 // commStats returns the aggregate for comm, or for "other" once
 // MaxComms distinct names are kept.
 func (t *Tracker) commStats(comm events.Comm) *CommStats {
+	for i := range t.commHot {
+		if h := &t.commHot[i]; h.stats != nil && h.comm == comm {
+			return h.stats
+		}
+	}
+	over := t.stats.CommsOverflow
+	c := t.commStatsSlow(comm)
+	if t.stats.CommsOverflow == over { // counted under "other": not cached, so every event is
+		t.commHot[1], t.commHot[0] = t.commHot[0], commHot{comm, c}
+	}
+	return c
+}
+
+// commHot is a recently used comm's aggregate: hashing the name for every
+// record was a tenth of the tracker.
+type commHot struct {
+	comm  events.Comm
+	stats *CommStats
+}
+
+func (t *Tracker) commStatsSlow(comm events.Comm) *CommStats {
 	b := comm.Bytes()
 	if c, ok := t.comms[string(b)]; ok { // no allocation for the lookup
 		return c

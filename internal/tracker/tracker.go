@@ -64,15 +64,23 @@ type Tracker struct {
 	mu    sync.RWMutex
 	cfg   Config
 	clock func() uint64
+	// now is the newest record's time: reading the clock for every
+	// record cost more than the rest of the tracker.
+	now uint64
 
-	sockets  map[uint64]*Socket
-	procs    map[uint32]*Process
-	comms    map[string]*CommStats
-	trans    [16][16]uint64 // transitions by old, new
-	stats    Stats
-	scanGen  uint32
-	pressure map[pressureKey]bool
-	free     []*Socket // rows of closed sockets, reused: no garbage per connection
+	sockets map[uint64]*Socket
+	// Rows in LISTEN by namespace and port: an accepted child's owner
+	// until its own close names one (the kernel keeps none).
+	listeners map[listenKey][]*Socket
+	procs     map[uint32]*Process
+	procHot   [2]*Process // the last processes looked up
+	commHot   [2]commHot
+	comms     map[string]*CommStats
+	trans     [16][16]uint64 // transitions by old, new
+	stats     Stats
+	scanGen   uint32
+	pressure  map[pressureKey]bool
+	free      []*Socket // rows of closed sockets, reused: no garbage per connection
 	// Reports handed to emit live here: a local would escape to the heap.
 	report, resolved Report
 }
@@ -95,12 +103,13 @@ func New(cfg Config, clock func() uint64) *Tracker {
 		cfg.PortRange = [2]uint16{32768, 60999}
 	}
 	return &Tracker{
-		cfg:      cfg,
-		clock:    clock,
-		sockets:  make(map[uint64]*Socket),
-		procs:    make(map[uint32]*Process),
-		comms:    make(map[string]*CommStats),
-		pressure: make(map[pressureKey]bool),
+		cfg:       cfg,
+		clock:     clock,
+		sockets:   make(map[uint64]*Socket),
+		listeners: make(map[listenKey][]*Socket),
+		procs:     make(map[uint32]*Process),
+		comms:     make(map[string]*CommStats),
+		pressure:  make(map[pressureKey]bool),
 	}
 }
 
@@ -111,6 +120,9 @@ func (t *Tracker) Config() Config { return t.cfg }
 func (t *Tracker) Apply(ev *events.Event, emit func(*Report)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if ev.Mono > t.now {
+		t.now = ev.Mono
+	}
 	switch ev.Kind {
 	case events.KindState:
 		t.applyState(ev, emit, SourceTracepoint)
@@ -129,8 +141,27 @@ func (t *Tracker) Apply(ev *events.Event, emit func(*Report)) {
 	}
 }
 
-// fill completes a record from the table: timewait records carry no
-// addresses, and the owner may have been learned from the file table.
+// takesOwner says whether a record's owner replaces the row's. The kernel
+// names one only in the owner's own system call: connect() and listen()
+// make a socket, so they always do; close() names the owner of a socket
+// that had only its listener's.
+func takesOwner(ev *events.Event, s *Socket) bool {
+	switch {
+	case ev.Pid == 0:
+		return false
+	case s.Pid == 0 || s.Owner == events.OwnerUnknown:
+		return true
+	case ev.Owner == events.OwnerConnect || ev.Owner == events.OwnerListen:
+		return true
+	case ev.Owner == events.OwnerClose:
+		return s.Owner == events.OwnerAccept
+	}
+	return false
+}
+
+// fill completes a record from the table: the kernel keeps no state per
+// socket, so the owner, when the old state began and (for timewait
+// records) the addresses come from the socket's earlier records.
 func fill(ev *events.Event, s *Socket) {
 	if !ev.Saddr.IsValid() || ev.Saddr.IsUnspecified() && ev.Kind != events.KindState {
 		ev.Saddr, ev.Daddr = s.Saddr, s.Daddr
@@ -138,16 +169,79 @@ func fill(ev *events.Event, s *Socket) {
 	if ev.Sport == 0 {
 		ev.Sport = s.Sport
 	}
-	if ev.Pid == 0 || (s.Owner == events.OwnerFile && ev.Owner == events.OwnerAccept) {
+	if s.Pid != 0 && !takesOwner(ev, s) {
 		ev.Pid, ev.Comm, ev.Owner = s.Pid, s.Comm, s.Owner
 	}
-	if ev.SinceMono == 0 && !s.SinceLowerBound && s.State == ev.Old {
+	// A timewait record's own time is when the timewait socket took
+	// over; the row knows when FIN_WAIT2 began in the full socket.
+	if !s.SinceLowerBound && s.State == ev.Old && s.Since != 0 &&
+		(ev.SinceMono == 0 || s.Since < ev.SinceMono) {
 		ev.SinceMono = s.Since
+	}
+}
+
+// listenKey finds the listeners an accepted child may come from.
+type listenKey struct {
+	netns uint32
+	port  uint16
+}
+
+// inherit gives a new child (LISTEN -> SYN_RECV) its listener's owner:
+// the listener on its address, or on the wildcard one. Listeners of
+// several processes on one address (SO_REUSEPORT) leave it unknown
+// until the child's close or the file table names it.
+func (t *Tracker) inherit(ev *events.Event) {
+	var from *Socket
+	exact := false
+	for _, l := range t.listeners[listenKey{ev.Netns, ev.Sport}] {
+		if l.Pid == 0 || l.Family != ev.Family && !l.Saddr.IsUnspecified() {
+			continue
+		}
+		match := l.Saddr == ev.Saddr
+		if !match && !l.Saddr.IsUnspecified() {
+			continue
+		}
+		switch {
+		case from == nil || match && !exact:
+			from, exact = l, match
+		case match == exact && from.Pid != l.Pid:
+			return // ambiguous
+		}
+	}
+	if from != nil {
+		ev.Pid, ev.Comm, ev.Owner = from.Pid, from.Comm, events.OwnerAccept
+	}
+}
+
+// listening adds or removes a row of the listener index.
+func (t *Tracker) listening(s *Socket, on bool) {
+	k := listenKey{s.Netns, s.Sport}
+	ls := t.listeners[k]
+	for i, l := range ls {
+		if l == s {
+			if on {
+				return
+			}
+			ls[i] = ls[len(ls)-1]
+			ls = ls[:len(ls)-1]
+			if len(ls) == 0 {
+				delete(t.listeners, k)
+			} else {
+				t.listeners[k] = ls
+			}
+			return
+		}
+	}
+	if on {
+		t.listeners[k] = append(ls, s)
 	}
 }
 
 func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	s := t.sockets[ev.Cookie]
+	if ev.Old == events.Listen && ev.New == events.SynRecv && ev.Pid == 0 {
+		t.inherit(ev)
+	}
 	if s != nil {
 		fill(ev, s)
 	}
@@ -197,6 +291,9 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 
 	if ev.New == events.Close {
 		if s != nil {
+			if s.State == events.Listen {
+				t.listening(s, false)
+			}
 			t.procMove(s.Pid, s.State, 0)
 			delete(t.sockets, ev.Cookie)
 			t.release(s)
@@ -213,8 +310,14 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	} else {
 		t.procMove(s.Pid, s.State, 0)
 	}
+	if s.State == events.Listen && ev.New != events.Listen {
+		t.listening(s, false)
+	}
 	t.update(s, ev)
 	s.State, s.Since, s.SinceLowerBound = ev.New, ev.Mono, false
+	if s.State == events.Listen {
+		t.listening(s, true)
+	}
 	s.Leaked, s.Stuck = false, false
 	if ev.New == events.TimeWait || ev.Flags&events.FlagTimeWait != 0 || ev.Kind == events.KindTimeWaitSwitch {
 		s.TimeWait = true
@@ -225,7 +328,7 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 
 // update copies what a record knows about a socket into its row.
 func (t *Tracker) update(s *Socket, ev *events.Event) {
-	if ev.Pid != 0 && (ev.Owner >= s.Owner || s.Pid == 0) {
+	if takesOwner(ev, s) {
 		s.Pid, s.Comm, s.Owner = ev.Pid, ev.Comm, ev.Owner
 	}
 	s.Family, s.Netns = ev.Family, ev.Netns
@@ -262,6 +365,9 @@ func (t *Tracker) applySnapshot(ev *events.Event) {
 	}
 	s.TimeWait = ev.Flags&events.FlagTimeWait != 0
 	t.sockets[ev.Cookie] = s
+	if s.State == events.Listen {
+		t.listening(s, true)
+	}
 	t.procMove(s.Pid, 0, s.State)
 }
 

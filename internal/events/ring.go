@@ -1,0 +1,174 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+)
+
+// ring reads the BPF ring buffer where the kernel wrote it and gives the
+// space back once per batch. A reader that stores the consumer position
+// after every record (cilium/ebpf's and libbpf's do) moves that cache line
+// to its CPU 300k times a second, and every bpf_ringbuf_reserve on the
+// other CPUs reads it: both sides paid for it.
+type ring struct {
+	fd      int
+	epfd    int
+	stopFd  int // eventfd: Stop wakes a waiting reader
+	cons    []byte
+	prodMap []byte
+	data    []byte // the data pages, mapped twice: a record never wraps
+	mask    uint64
+	consPos *uint64
+	prodPos *uint64
+}
+
+const (
+	ringHdrSize     = 8
+	ringBusyBit     = 1 << 31
+	ringDiscardBit  = 1 << 30
+	ringReleaseSize = 256 << 10 // give space back at least this often
+)
+
+func newRing(m *ebpf.Map) (*ring, error) {
+	size := int(m.MaxEntries())
+	page := os.Getpagesize()
+	if size <= 0 || size&(size-1) != 0 || size%page != 0 {
+		return nil, fmt.Errorf("ring buffer size %d: not a power of two multiple of the page size", size)
+	}
+	fd, err := unix.Dup(m.FD())
+	if err != nil {
+		return nil, err
+	}
+	r := &ring{fd: fd, epfd: -1, stopFd: -1, mask: uint64(size - 1)}
+	fail := func(err error) (*ring, error) {
+		r.close()
+		return nil, err
+	}
+	if r.cons, err = unix.Mmap(fd, 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
+		return fail(fmt.Errorf("mapping the ring's consumer page: %w", err))
+	}
+	if r.prodMap, err = unix.Mmap(fd, int64(page), page+2*size, unix.PROT_READ, unix.MAP_SHARED); err != nil {
+		return fail(fmt.Errorf("mapping the ring's data: %w", err))
+	}
+	r.consPos = (*uint64)(unsafe.Pointer(&r.cons[0]))
+	r.prodPos = (*uint64)(unsafe.Pointer(&r.prodMap[0]))
+	r.data = r.prodMap[page:]
+	if r.epfd, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		return fail(err)
+	}
+	if r.stopFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		return fail(err)
+	}
+	for _, f := range []int{fd, r.stopFd} {
+		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(f)}
+		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, f, &ev); err != nil {
+			return fail(err)
+		}
+	}
+	return r, nil
+}
+
+// errRingBusy: the next record is reserved but not yet committed.
+var errRingBusy = errors.New("ring record not committed yet")
+
+// drain hands every committed record to fn, in order, and returns how
+// many. fn's slice points into the ring and is only valid during the call.
+func (r *ring) drain(fn func([]byte)) (int, error) {
+	cons := atomic.LoadUint64(r.consPos)
+	released := cons
+	n := 0
+	var err error
+	for {
+		prod := atomic.LoadUint64(r.prodPos)
+		if cons == prod {
+			break
+		}
+		if prod-cons < ringHdrSize || prod-cons > r.mask+1 {
+			err = fmt.Errorf("ring positions out of range (consumer %d, producer %d)", cons, prod)
+			break
+		}
+		off := cons & r.mask
+		// The length word is written last by the kernel (xchg): load it
+		// atomically before trusting the record behind it.
+		hdr := atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.data[off])))
+		if hdr&ringBusyBit != 0 {
+			err = errRingBusy
+			break
+		}
+		size := uint64(hdr &^ (ringBusyBit | ringDiscardBit))
+		next := cons + ringHdrSize + (size+7)&^7
+		if next-cons > r.mask+1 || next > prod {
+			err = fmt.Errorf("ring record of %d bytes runs past the producer", size)
+			break
+		}
+		if hdr&ringDiscardBit == 0 {
+			start := off + ringHdrSize
+			fn(r.data[start : start+size : start+size])
+			n++
+		}
+		cons = next
+		if cons-released >= ringReleaseSize {
+			atomic.StoreUint64(r.consPos, cons)
+			released = cons
+		}
+	}
+	if cons != released {
+		atomic.StoreUint64(r.consPos, cons)
+	}
+	return n, err
+}
+
+// wait blocks until the kernel signals data, Stop is called, or timeout
+// passes. It reports whether Stop was called.
+func (r *ring) wait(timeout time.Duration) (bool, error) {
+	var evs [2]unix.EpollEvent
+	ms := int(timeout / time.Millisecond)
+	if timeout > 0 && ms == 0 {
+		ms = 1
+	}
+	n, err := unix.EpollWait(r.epfd, evs[:], ms)
+	if err != nil && !errors.Is(err, unix.EINTR) {
+		return false, err
+	}
+	for _, ev := range evs[:max(n, 0)] {
+		if int(ev.Fd) == r.stopFd {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// available is how many bytes are queued.
+func (r *ring) available() uint64 {
+	return atomic.LoadUint64(r.prodPos) - atomic.LoadUint64(r.consPos)
+}
+
+func (r *ring) stop() error {
+	var one = [8]byte{1}
+	_, err := unix.Write(r.stopFd, one[:])
+	return err
+}
+
+func (r *ring) close() {
+	if r.cons != nil {
+		unix.Munmap(r.cons)
+		r.cons = nil
+	}
+	if r.prodMap != nil {
+		unix.Munmap(r.prodMap)
+		r.prodMap, r.data = nil, nil
+	}
+	for _, fd := range []*int{&r.epfd, &r.stopFd, &r.fd} {
+		if *fd >= 0 {
+			unix.Close(*fd)
+			*fd = -1
+		}
+	}
+}
