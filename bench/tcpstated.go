@@ -65,14 +65,17 @@ func (d *daemonTracer) start(dir string) error {
 
 func (d *daemonTracer) stop(port int) (tracerRun, error) {
 	d.hwmKiB, _ = procStatusKiB(d.p.pid(), "VmHWM")
-	skipped, _ := bpfRecursionMisses(d.p.pid())
 	stopErr := d.p.stop(os.Interrupt, daemonStopTimeout)
 	u := d.p.usage()
-	run := tracerRun{cpuSeconds: u.cpuSeconds - d.cpuBase, peakRSSKiB: max(u.maxRSSKiB, d.hwmKiB), skipped: skipped}
+	run := tracerRun{cpuSeconds: u.cpuSeconds - d.cpuBase, peakRSSKiB: max(u.maxRSSKiB, d.hwmKiB)}
 	sum, err := readStopSummary(d.logPath())
 	if err != nil {
 		return run, err
 	}
+	// The daemon's own count: changes the kernel ran neither its state
+	// program nor the nested stand-in for. The stand-in's own
+	// recursion_misses are changes the state program took.
+	run.skipped = sum.Skipped
 	run.events, run.lost, run.lostKnown = sum.Events, *sum.Lost, sum.hasLost
 	if sum.SinkDropped > 0 || sum.TableFull > 0 || sum.DecodeErrors > 0 {
 		run.note = fmt.Sprintf("sink_dropped %d, socket_table_full %d, decode_errors %d",
@@ -91,6 +94,7 @@ type stopSummary struct {
 	Message      string `json:"message"`
 	Events       int64  `json:"events"`
 	Lost         *int64 `json:"lost"`
+	Skipped      int64  `json:"skipped"`
 	SinkDropped  int64  `json:"sink_dropped"`
 	TableFull    int64  `json:"socket_table_full"`
 	DecodeErrors int64  `json:"decode_errors"`

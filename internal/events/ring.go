@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -18,6 +19,7 @@ import (
 // to its CPU 300k times a second, and every bpf_ringbuf_reserve on the
 // other CPUs reads it: both sides paid for it.
 type ring struct {
+	mu      sync.Mutex // stop and close come from other goroutines
 	fd      int
 	epfd    int
 	stopFd  int // eventfd: Stop wakes a waiting reader
@@ -151,12 +153,20 @@ func (r *ring) available() uint64 {
 }
 
 func (r *ring) stop() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopFd < 0 {
+		return nil // closed
+	}
 	var one = [8]byte{1}
 	_, err := unix.Write(r.stopFd, one[:])
 	return err
 }
 
+// close unmaps the ring: no drain or wait may be running.
 func (r *ring) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.cons != nil {
 		unix.Munmap(r.cons)
 		r.cons = nil

@@ -30,6 +30,14 @@ type tcpstatedHeld struct {
 	TsNs uint64
 }
 
+type tcpstatedRecent struct {
+	_      structs.HostLayout
+	Sk     [4]uint64
+	States [4]uint16
+	Next   uint32
+	Pad    uint32
+}
+
 type tcpstatedRecord struct {
 	_        structs.HostLayout
 	TsNs     uint64
@@ -80,7 +88,7 @@ const (
 	tcpstatedMapHandoffs         = "handoffs"
 	tcpstatedMapHeldMore         = "held_more"
 	tcpstatedMapHeldSlot         = "held_slot"
-	tcpstatedMapStateBusy        = "state_busy"
+	tcpstatedMapRecentChanges    = "recent_changes"
 	tcpstatedMapTimewaits        = "timewaits"
 	tcpstatedMapTwWatch          = "tw_watch"
 	tcpstatedProgOnState         = "on_state"
@@ -161,14 +169,14 @@ type tcpstatedProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstatedMapSpecs struct {
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	Events    *ebpf.MapSpec `ebpf:"events"`
-	Handoffs  *ebpf.MapSpec `ebpf:"handoffs"`
-	HeldMore  *ebpf.MapSpec `ebpf:"held_more"`
-	HeldSlot  *ebpf.MapSpec `ebpf:"held_slot"`
-	StateBusy *ebpf.MapSpec `ebpf:"state_busy"`
-	Timewaits *ebpf.MapSpec `ebpf:"timewaits"`
-	TwWatch   *ebpf.MapSpec `ebpf:"tw_watch"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Handoffs      *ebpf.MapSpec `ebpf:"handoffs"`
+	HeldMore      *ebpf.MapSpec `ebpf:"held_more"`
+	HeldSlot      *ebpf.MapSpec `ebpf:"held_slot"`
+	RecentChanges *ebpf.MapSpec `ebpf:"recent_changes"`
+	Timewaits     *ebpf.MapSpec `ebpf:"timewaits"`
+	TwWatch       *ebpf.MapSpec `ebpf:"tw_watch"`
 }
 
 // tcpstatedVariableSpecs contains global variables before they are loaded into the kernel.
@@ -209,14 +217,14 @@ func (o *tcpstatedObjects) Close() error {
 //
 // It can be passed to loadTcpstatedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstatedMaps struct {
-	Counters  *ebpf.Map `ebpf:"counters"`
-	Events    *ebpf.Map `ebpf:"events"`
-	Handoffs  *ebpf.Map `ebpf:"handoffs"`
-	HeldMore  *ebpf.Map `ebpf:"held_more"`
-	HeldSlot  *ebpf.Map `ebpf:"held_slot"`
-	StateBusy *ebpf.Map `ebpf:"state_busy"`
-	Timewaits *ebpf.Map `ebpf:"timewaits"`
-	TwWatch   *ebpf.Map `ebpf:"tw_watch"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Handoffs      *ebpf.Map `ebpf:"handoffs"`
+	HeldMore      *ebpf.Map `ebpf:"held_more"`
+	HeldSlot      *ebpf.Map `ebpf:"held_slot"`
+	RecentChanges *ebpf.Map `ebpf:"recent_changes"`
+	Timewaits     *ebpf.Map `ebpf:"timewaits"`
+	TwWatch       *ebpf.Map `ebpf:"tw_watch"`
 }
 
 func (m *tcpstatedMaps) Close() error {
@@ -226,7 +234,7 @@ func (m *tcpstatedMaps) Close() error {
 		m.Handoffs,
 		m.HeldMore,
 		m.HeldSlot,
-		m.StateBusy,
+		m.RecentChanges,
 		m.Timewaits,
 		m.TwWatch,
 	)

@@ -46,9 +46,11 @@ type Tracer struct {
 	ring  *ring
 	// stopping: Stop was called; Poll drains what is left and ends.
 	stopping atomic.Bool
+	readMu   sync.Mutex // held by Poll; Close takes it before unmapping
 	hz       uint32
 	twWarn   error
-	closed   bool
+	closed   atomic.Bool
+	linksMu  sync.Mutex
 	pollMu   sync.Mutex
 }
 
@@ -120,12 +122,14 @@ func Open(cfg Config) (*Tracer, error) {
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		return nil, explainLoad(err)
 	}
-	attach := []*ebpf.Program{t.objs.OnState, t.objs.OnStateNested}
+	attach := []*ebpf.Program{t.objs.OnStateNested, t.objs.OnState}
 	if twFn != 0 {
 		attach = append(attach, t.objs.OnTimerStart, t.objs.OnTimerCancel, t.objs.OnTimerExpire)
 	}
-	// The state program goes last: a timewait socket born after it must
-	// find the timer programs already in place.
+	// Attached from the end of the list: the state program after the
+	// timer programs (a timewait socket born after it must find them in
+	// place), and its nested stand-in after it, since a tracepoint runs
+	// its programs in the order they were attached.
 	for i := len(attach) - 1; i >= 0; i-- {
 		l, err := link.AttachTracing(link.TracingOptions{Program: attach[i], AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
@@ -162,6 +166,11 @@ func explainLoad(err error) error {
 // then hands every queued record to fn. It returns io.EOF once the
 // tracer is stopped and drained.
 func (t *Tracer) Poll(interval time.Duration, ev *Event, fn func(*Event), bad func(error)) error {
+	t.readMu.Lock()
+	defer t.readMu.Unlock()
+	if t.closed.Load() {
+		return io.EOF
+	}
 	deadline := time.Now().Add(interval)
 	handle := func(b []byte) {
 		if err := Decode(b, ev); err != nil {
@@ -199,10 +208,7 @@ func (t *Tracer) Poll(interval time.Duration, ev *Event, fn func(*Event), bad fu
 // Stop detaches every program, so nothing new is recorded, and makes
 // Poll return what is left followed by io.EOF.
 func (t *Tracer) Stop() error {
-	for _, l := range t.links {
-		l.Close()
-	}
-	t.links = nil
+	t.detach()
 	t.stopping.Store(true)
 	if t.ring != nil {
 		return t.ring.stop()
@@ -210,17 +216,27 @@ func (t *Tracer) Stop() error {
 	return nil
 }
 
-// Close releases everything.
-func (t *Tracer) Close() error {
-	if t.closed {
-		return nil
-	}
-	t.closed = true
+func (t *Tracer) detach() {
+	t.linksMu.Lock()
+	defer t.linksMu.Unlock()
 	for _, l := range t.links {
 		l.Close()
 	}
+	t.links = nil
+}
+
+// Close releases everything; a Poll under way returns first.
+func (t *Tracer) Close() error {
+	if !t.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	t.detach()
+	t.stopping.Store(true)
 	if t.ring != nil {
+		t.ring.stop()
+		t.readMu.Lock()
 		t.ring.close()
+		t.readMu.Unlock()
 	}
 	return t.objs.Close()
 }

@@ -12,6 +12,10 @@ type pressureKey struct {
 	peer netip.AddrPort
 }
 
+func pressureOf(s *Socket) pressureKey {
+	return pressureKey{s.Pid, netip.AddrPortFrom(s.Daddr, s.Dport)}
+}
+
 // Tick looks for sockets that have stayed too long where they should not:
 // CLOSE_WAIT (the application never called close()), FIN_WAIT1 and
 // FIN_WAIT2 (the peer never answered), and for TIME_WAIT piling up towards
@@ -24,9 +28,7 @@ func (t *Tracker) Tick(emit func(*Report)) {
 		t.now = now
 	}
 	var ev events.Event
-	tw := make(map[pressureKey]int)
-
-	for _, s := range t.sockets {
+	for _, s := range t.ageing {
 		age := time.Duration(0)
 		if now > s.Since {
 			age = time.Duration(now - s.Since)
@@ -51,13 +53,11 @@ func (t *Tracker) Tick(emit func(*Report)) {
 				s.Stuck = true
 				t.emitAbout(s, &ev, ReportStuck, age, now, emit)
 			}
-		case events.TimeWait:
-			tw[pressureKey{s.Pid, netip.AddrPortFrom(s.Daddr, s.Dport)}]++
 		}
 	}
 
 	limit := t.portRange()
-	for k, n := range tw {
+	for k, n := range t.timeWaits {
 		high := float64(n) >= t.cfg.TimeWaitShare*float64(limit)
 		switch {
 		case high && !t.pressure[k]:
@@ -74,7 +74,7 @@ func (t *Tracker) Tick(emit func(*Report)) {
 		}
 	}
 	for k := range t.pressure {
-		if _, ok := tw[k]; !ok {
+		if _, ok := t.timeWaits[k]; !ok {
 			delete(t.pressure, k)
 		}
 	}
@@ -109,7 +109,7 @@ func (t *Tracker) HasPendingFindings() bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	now := t.clock()
-	for _, s := range t.sockets {
+	for _, s := range t.ageing {
 		var limit time.Duration
 		switch s.State {
 		case events.CloseWait:

@@ -72,6 +72,11 @@ type Tracker struct {
 	// Rows in LISTEN by namespace and port: an accepted child's owner
 	// until its own close names one (the kernel keeps none).
 	listeners map[listenKey][]*Socket
+	// Rows Tick looks at: those that may age into a finding, and the
+	// TIME_WAIT count by process and peer. Walking the whole table every
+	// second (mostly TIME_WAIT rows) was a tenth of the daemon.
+	ageing    map[uint64]*Socket
+	timeWaits map[pressureKey]int
 	procs     map[uint32]*Process
 	procHot   [2]*Process // the last processes looked up
 	commHot   [2]commHot
@@ -107,6 +112,8 @@ func New(cfg Config, clock func() uint64) *Tracker {
 		clock:     clock,
 		sockets:   make(map[uint64]*Socket),
 		listeners: make(map[listenKey][]*Socket),
+		ageing:    make(map[uint64]*Socket),
+		timeWaits: make(map[pressureKey]int),
 		procs:     make(map[uint32]*Process),
 		comms:     make(map[string]*CommStats),
 		pressure:  make(map[pressureKey]bool),
@@ -291,10 +298,7 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 
 	if ev.New == events.Close {
 		if s != nil {
-			if s.State == events.Listen {
-				t.listening(s, false)
-			}
-			t.procMove(s.Pid, s.State, 0)
+			t.unindex(s)
 			delete(t.sockets, ev.Cookie)
 			t.release(s)
 		}
@@ -308,22 +312,48 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 		s = t.alloc(ev.Cookie)
 		t.sockets[ev.Cookie] = s
 	} else {
-		t.procMove(s.Pid, s.State, 0)
-	}
-	if s.State == events.Listen && ev.New != events.Listen {
-		t.listening(s, false)
+		t.unindex(s)
 	}
 	t.update(s, ev)
 	s.State, s.Since, s.SinceLowerBound = ev.New, ev.Mono, false
-	if s.State == events.Listen {
-		t.listening(s, true)
-	}
 	s.Leaked, s.Stuck = false, false
 	if ev.New == events.TimeWait || ev.Flags&events.FlagTimeWait != 0 || ev.Kind == events.KindTimeWaitSwitch {
 		s.TimeWait = true
 		s.FD = -1 // a timewait socket has no descriptor
 	}
+	t.index(s)
+}
+
+// index files a row, as it is now, under its process's live sockets, and
+// in the sets that Tick and accepted children look in; unindex undoes it
+// and comes before any change of a row's state, owner or peer.
+func (t *Tracker) index(s *Socket) {
 	t.procMove(s.Pid, 0, s.State)
+	switch s.State {
+	case events.CloseWait, events.FinWait1, events.FinWait2:
+		t.ageing[s.Cookie] = s
+	case events.TimeWait:
+		t.timeWaits[pressureOf(s)]++
+	case events.Listen:
+		t.listening(s, true)
+	}
+}
+
+func (t *Tracker) unindex(s *Socket) {
+	t.procMove(s.Pid, s.State, 0)
+	switch s.State {
+	case events.CloseWait, events.FinWait1, events.FinWait2:
+		delete(t.ageing, s.Cookie)
+	case events.TimeWait:
+		k := pressureOf(s)
+		if t.timeWaits[k] <= 1 {
+			delete(t.timeWaits, k)
+		} else {
+			t.timeWaits[k]--
+		}
+	case events.Listen:
+		t.listening(s, false)
+	}
 }
 
 // update copies what a record knows about a socket into its row.
@@ -365,10 +395,7 @@ func (t *Tracker) applySnapshot(ev *events.Event) {
 	}
 	s.TimeWait = ev.Flags&events.FlagTimeWait != 0
 	t.sockets[ev.Cookie] = s
-	if s.State == events.Listen {
-		t.listening(s, true)
-	}
-	t.procMove(s.Pid, 0, s.State)
+	t.index(s)
 }
 
 // applyFile records that a process holds a socket as a descriptor.
@@ -386,9 +413,9 @@ func (t *Tracker) applyFile(ev *events.Event) {
 	s.fdScan = t.scanGen
 	// The holder is the owner unless the socket's creator still holds it.
 	if s.Pid != ev.Pid && (s.Owner == events.OwnerAccept || s.Owner == events.OwnerUnknown || s.Owner == events.OwnerFile) {
-		t.procMove(s.Pid, s.State, 0)
+		t.unindex(s)
 		s.Pid, s.Comm, s.Owner = ev.Pid, ev.Comm, events.OwnerFile
-		t.procMove(s.Pid, 0, s.State)
+		t.index(s)
 	}
 	if s.Pid == ev.Pid {
 		s.FD = int32(ev.FD())

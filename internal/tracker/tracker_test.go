@@ -301,3 +301,121 @@ func TestQueryFilters(t *testing.T) {
 		t.Errorf("limit: %d", n)
 	}
 }
+
+// checkIndexes compares the sets Tick and accepted children use with a
+// walk of the whole table.
+func checkIndexes(t *testing.T, trk *Tracker) {
+	t.Helper()
+	ageing, tw, listen := 0, map[pressureKey]int{}, 0
+	live := map[uint32][numStates]int{}
+	for _, s := range trk.sockets {
+		switch s.State {
+		case events.CloseWait, events.FinWait1, events.FinWait2:
+			ageing++
+			if trk.ageing[s.Cookie] != s {
+				t.Fatalf("socket %d in %v missing from the ageing set", s.Cookie, s.State)
+			}
+		case events.TimeWait:
+			tw[pressureOf(s)]++
+		case events.Listen:
+			listen++
+		}
+		if s.Pid != 0 {
+			l := live[s.Pid]
+			l[s.State]++
+			live[s.Pid] = l
+		}
+	}
+	if len(trk.ageing) != ageing {
+		t.Fatalf("ageing set has %d rows, table %d", len(trk.ageing), ageing)
+	}
+	if len(trk.timeWaits) != len(tw) {
+		t.Fatalf("TIME_WAIT counts by peer: %v, table %v", trk.timeWaits, tw)
+	}
+	for k, n := range tw {
+		if trk.timeWaits[k] != n {
+			t.Fatalf("TIME_WAIT count %v = %d, table %d", k, trk.timeWaits[k], n)
+		}
+	}
+	n := 0
+	for _, ls := range trk.listeners {
+		n += len(ls)
+	}
+	if n != listen {
+		t.Fatalf("listener index has %d rows, table %d", n, listen)
+	}
+	for pid, l := range live {
+		if p := trk.procs[pid]; p == nil || p.Live != l {
+			t.Fatalf("process %d live %v, table %v", pid, p, l)
+		}
+	}
+}
+
+// TestIndexesFollowTheTable drives random but valid lives of sockets,
+// owners changing by close and by the file table, and checks the indexes
+// after every record.
+func TestIndexesFollowTheTable(t *testing.T) {
+	f := newFeed(t, Config{})
+	lives := [][]events.State{
+		{events.Close, events.SynSent, events.Established, events.FinWait1, events.FinWait2, events.TimeWait, events.Close},
+		{events.Listen, events.SynRecv, events.Established, events.CloseWait, events.LastAck, events.Close},
+		{events.Close, events.Listen, events.Close},
+		{events.Close, events.SynSent, events.Established, events.CloseWait, events.LastAck, events.Close},
+		{events.Close, events.SynSent, events.Close},
+	}
+	type sock struct {
+		cookie uint64
+		life   []events.State
+		at     int
+	}
+	var socks []*sock
+	seed := uint64(1)
+	rnd := func(n int) int {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		return int(seed>>33) % n
+	}
+	for i := 0; i < 3000; i++ {
+		f.clk.advance(time.Millisecond)
+		if len(socks) < 50 && rnd(3) == 0 {
+			socks = append(socks, &sock{cookie: uint64(i + 1), life: lives[rnd(len(lives))]})
+			continue
+		}
+		if len(socks) == 0 {
+			continue
+		}
+		k := rnd(len(socks))
+		s := socks[k]
+		old, nw := s.life[s.at], s.life[s.at+1]
+		pid := uint32(100 + rnd(4))
+		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: s.cookie, Comm: comm("app"),
+			Family: events.IPv4, Saddr: client, Daddr: server, Sport: uint16(1000 + k), Dport: 80, Old: old, New: nw}
+		switch nw {
+		case events.SynSent:
+			ev.Pid, ev.Owner = pid, events.OwnerConnect
+		case events.Listen:
+			ev.Pid, ev.Owner, ev.Daddr, ev.Dport = pid, events.OwnerListen, netip.IPv4Unspecified(), 0
+		case events.FinWait1, events.LastAck:
+			ev.Pid, ev.Owner = pid, events.OwnerClose
+		}
+		if nw == events.TimeWait {
+			ev.Kind, ev.Flags = events.KindTimeWaitSwitch, events.FlagTimeWait
+		}
+		if rnd(5) == 0 && nw != events.Close {
+			file := ev
+			file.Kind, file.Pid, file.Owner, file.Old = events.KindFile, uint32(200+rnd(3)), events.OwnerFile, old
+			f.trk.Apply(&file, f.emit)
+			checkIndexes(t, f.trk)
+		}
+		f.trk.Apply(&ev, f.emit)
+		s.at++
+		if s.at == len(s.life)-1 {
+			socks[k] = socks[len(socks)-1]
+			socks = socks[:len(socks)-1]
+		}
+		checkIndexes(t, f.trk)
+		if i%100 == 0 {
+			f.trk.Tick(f.emit)
+			checkIndexes(t, f.trk)
+		}
+	}
+}
