@@ -25,7 +25,11 @@ type ring struct {
 	stopFd  int // eventfd: Stop wakes a waiting reader
 	cons    []byte
 	prodMap []byte
-	data    []byte // the data pages, mapped twice: a record never wraps
+	// The data pages, mapped once: the kernel maps them twice so that a
+	// record never wraps, but every page mapped counts in the daemon's RSS
+	// (twice the ring). The few records that wrap are copied out.
+	data    []byte
+	wrapped []byte
 	mask    uint64
 	consPos *uint64
 	prodPos *uint64
@@ -56,7 +60,7 @@ func newRing(m *ebpf.Map) (*ring, error) {
 	if r.cons, err = unix.Mmap(fd, 0, page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED); err != nil {
 		return fail(fmt.Errorf("mapping the ring's consumer page: %w", err))
 	}
-	if r.prodMap, err = unix.Mmap(fd, int64(page), page+2*size, unix.PROT_READ, unix.MAP_SHARED); err != nil {
+	if r.prodMap, err = unix.Mmap(fd, int64(page), page+size, unix.PROT_READ, unix.MAP_SHARED); err != nil {
 		return fail(fmt.Errorf("mapping the ring's data: %w", err))
 	}
 	r.consPos = (*uint64)(unsafe.Pointer(&r.cons[0]))
@@ -111,8 +115,7 @@ func (r *ring) drain(fn func([]byte)) (int, error) {
 			break
 		}
 		if hdr&ringDiscardBit == 0 {
-			start := off + ringHdrSize
-			fn(r.data[start : start+size : start+size])
+			fn(r.record((off+ringHdrSize)&r.mask, size))
 			n++
 		}
 		cons = next
@@ -125,6 +128,20 @@ func (r *ring) drain(fn func([]byte)) (int, error) {
 		atomic.StoreUint64(r.consPos, cons)
 	}
 	return n, err
+}
+
+// record is the size bytes at off, copied out when they wrap.
+func (r *ring) record(off, size uint64) []byte {
+	if end := off + size; end <= uint64(len(r.data)) {
+		return r.data[off:end:end]
+	}
+	if uint64(cap(r.wrapped)) < size {
+		r.wrapped = make([]byte, size)
+	}
+	b := r.wrapped[:size]
+	k := copy(b, r.data[off:])
+	copy(b[k:], r.data)
+	return b
 }
 
 // wait blocks until the kernel signals data, Stop is called, or timeout
