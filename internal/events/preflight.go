@@ -12,7 +12,7 @@ import (
 )
 
 // MinKernel is the oldest kernel the BPF programs load on: ring buffers
-// (5.8), socket storage (5.11) and socket cookies (5.12) from tp_btf.
+// (5.8) and socket cookies (5.12) from tp_btf.
 var MinKernel = [2]int{5, 12}
 
 // BTFPath is where the kernel publishes its own type information.
@@ -57,7 +57,7 @@ func Preflight() error {
 func checkKernel(release string, major, minor int) error {
 	if major < MinKernel[0] || (major == MinKernel[0] && minor < MinKernel[1]) {
 		return fmt.Errorf("kernel %s is older than %d.%d, the oldest tcpstated supports "+
-			"(it needs BPF ring buffers, socket storage and socket cookies in BTF tracepoints)",
+			"(it needs BPF ring buffers and socket cookies in BTF tracepoints)",
 			release, MinKernel[0], MinKernel[1])
 	}
 	return nil
