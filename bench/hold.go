@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -24,6 +25,38 @@ type holdResult struct {
 }
 
 const holdReadyTimeout = 5 * time.Minute
+
+// waitTimeWaitDrain waits, up to max, until fewer than a thousand TIME_WAIT
+// sockets are left (earlier churn leaves up to net.ipv4.tcp_max_tw_buckets
+// behind for 60 s), and says how many were left and how long it waited.
+func waitTimeWaitDrain(max time.Duration) (int, time.Duration) {
+	start := time.Now()
+	for {
+		n := timeWaitSockets()
+		if n < 1000 || time.Since(start) >= max {
+			return n, time.Since(start)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// timeWaitSockets reads the "tw" count of /proc/net/sockstat (IPv4 and
+// IPv6 share it); -1 if unreadable.
+func timeWaitSockets() int {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "tw" {
+			if n, err := strconv.Atoi(f[i+1]); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
 
 func runHold(churnBin, daemonBin, dir string, count int, settle time.Duration) holdResult {
 	var r holdResult

@@ -40,7 +40,7 @@ func cmdRun(args []string) int {
 		maxTW    = fs.Int("max-timewait", 0, "timewait sockets followed in the kernel (0: net.ipv4.tcp_max_tw_buckets)")
 		maxProcs = fs.Int("max-processes", 4096, "processes with per-process accounting; idle ones are evicted past it")
 		maxComms = fs.Int("max-comms", 256, "distinct comm label values in metrics; the rest count as \"other\"")
-		queue    = fs.Int("queue-len", 16384, "events queued per sink before that sink drops (counted); 512 bytes each")
+		queue    = fs.Int("queue-len", 65536, "events queued per sink before that sink drops (counted); 512 bytes each, outside the Go heap and touched only as the queue fills")
 		cwLimit  = fs.Duration("close-wait-threshold", 60*time.Second, "CLOSE_WAIT older than this is reported as a leak (0: never)")
 		fw1Limit = fs.Duration("fin-wait1-threshold", 60*time.Second, "FIN_WAIT1 older than this is reported as stuck (0: never)")
 		fw2Limit = fs.Duration("fin-wait2-threshold", 60*time.Second, "FIN_WAIT2 older than this is reported as stuck (0: never)")
@@ -48,6 +48,7 @@ func cmdRun(args []string) int {
 		pollIv   = fs.Duration("poll-interval", 50*time.Millisecond, "longest wait before queued events are read (the kernel wakes the reader sooner under load)")
 		scanIv   = fs.Duration("scan-interval", 10*time.Second, "how often file tables are walked to refresh owners and descriptors")
 		memLimit = sizeFlag(48 << 20)
+		nice     = fs.Int("nice", -5, "scheduling priority of the daemon's threads, -20 to 19 (0: leave as started): above its fair share so it keeps up with a busy host; needs CAP_SYS_NICE below the starting value")
 	)
 	fs.Var(&sinks, "sink", "where events go, repeatable: stdout, file:/path, tcp://host:port, unix:///path, syslog://host:port, syslog+tcp://host:port, syslog:///dev/log (default stdout)")
 	fs.Var(&states, "state", "only transitions from or to these states, comma separated or repeated (e.g. CLOSE_WAIT,TIME_WAIT)")
@@ -111,6 +112,9 @@ func cmdRun(args []string) int {
 	if *scanIv < 100*time.Millisecond {
 		return usageError(fs, "--scan-interval %v: want 100ms or more", *scanIv)
 	}
+	if *nice < -20 || *nice > 19 {
+		return usageError(fs, "--nice %d: want -20 to 19", *nice)
+	}
 	// The socket table is most of the heap; collect before it doubles.
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(int64(memLimit))
@@ -121,6 +125,13 @@ func cmdRun(args []string) int {
 	if *maxTW == 0 {
 		*maxTW = readSysctlInt("/proc/sys/net/ipv4/tcp_max_tw_buckets", 131072)
 		*maxTW = min(max(*maxTW, 1024), 1<<22)
+	}
+
+	if *nice != 0 {
+		if err := renice(*nice); err != nil {
+			log.Warn().Err(err).Int("nice", *nice).
+				Msg("could not raise the daemon's priority (CAP_SYS_NICE, or Nice= in a systemd unit): under load it may fall behind and lose events (counted)")
+		}
 	}
 
 	opt := daemon.Options{

@@ -72,8 +72,12 @@ func newRing(m *ebpf.Map) (*ring, error) {
 	if r.stopFd, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
 		return fail(err)
 	}
-	for _, f := range []int{fd, r.stopFd} {
-		ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(f)}
+	// Edge-triggered on the ring: epoll then returns when the kernel wakes
+	// the reader (past a fill threshold), not whenever a record is queued.
+	// Level-triggered, every wait returned at once under load and the
+	// reader spun through batches of a few records.
+	for f, mode := range map[int]uint32{fd: unix.EPOLLIN | unix.EPOLLET, r.stopFd: unix.EPOLLIN} {
+		ev := unix.EpollEvent{Events: mode, Fd: int32(f)}
 		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, f, &ev); err != nil {
 			return fail(err)
 		}
