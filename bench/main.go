@@ -60,6 +60,10 @@ type config struct {
 
 var errTargetsMissed = errors.New("targets missed (see the report)")
 
+// tracerSettle is the wait between the end of a churn run and stopping its
+// tracer.
+const tracerSettle = time.Second
+
 func run(cfg config) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root: tracers load BPF programs (run with sudo)")
@@ -212,6 +216,9 @@ func (b *bench) runOnce(pair int, t tracer, tmp string, keep bool) runResult {
 		return r
 	}
 	r.churn, r.otherPct, r.err = b.measuredChurn(t)
+	// The last connections' final ACKs are still in flight when tcpchurn
+	// returns: a tracer stopped at once would miss their last transitions.
+	time.Sleep(tracerSettle)
 	run, err := t.stop(b.churn.port)
 	r.trace = &run
 	if r.err == nil {

@@ -307,17 +307,20 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
 /* The kernel does not run a program that is already running on the CPU:
  * a state change in an interrupt that came while on_state ran (a softirq
  * on a socket, over a connect() in process context) would be lost. A
- * second copy runs after on_state for every change; each program claims
- * a change by noting it among the last few on its CPU, and the one that
- * finds it already noted leaves it. (A flag held while on_state's body ran
- * missed interrupts that came in the kernel's entry and exit around it.)
+ * second copy runs right after on_state for every change (it is attached
+ * after it) and takes the changes on_state did not: on_state notes every
+ * change it takes among the last RECENT on its CPU, and the copy leaves
+ * the ones it finds there. It looks from the newest, which is the change
+ * at hand unless an interrupt came between the two programs; one that
+ * made RECENT changes or more there would push it out and have it
+ * reported twice. (A flag held while on_state's body ran missed
+ * interrupts in the kernel's entry and exit around it: those were lost.)
  * Nesting is at most two deep: softirqs do not nest, and hard interrupts
  * change no TCP state. */
-#define RECENT 4
+#define RECENT 16
 
 struct recent {
-	__u64 sk[RECENT];
-	__u16 states[RECENT]; /* old << 8 | new */
+	__u64 change[RECENT]; /* change_of() */
 	__u32 next;
 	__u32 _pad;
 };
@@ -329,42 +332,49 @@ struct {
 	__type(value, struct recent);
 } recent_changes SEC(".maps");
 
-/* Whether this program takes the change: the first of the two to see it
- * on this CPU does. */
-static __always_inline bool claim(struct sock *sk, int oldstate, int newstate)
+/* One change of one socket. By cookie, not address: a socket freed and
+ * allocated again at once (SLAB_TYPESAFE_BY_RCU, per-CPU free lists) makes
+ * the same change at the same address a few connections later, and the
+ * copy took the new one for the old and left it. Cookies fit in 48 bits
+ * (a counter from boot) and the states in the top 16. */
+static __always_inline __u64 change_of(struct sock *sk, int oldstate,
+				       int newstate)
 {
-	__u32 zero = 0, slot;
-	struct recent *rc = bpf_map_lookup_elem(&recent_changes, &zero);
-	__u16 states = (oldstate & 0xff) << 8 | (newstate & 0xff);
-
-	if (!rc)
-		return true;
-	for (int i = 0; i < RECENT; i++)
-		if (rc->sk[i] == (__u64)sk && rc->states[i] == states)
-			return false;
-	slot = rc->next & (RECENT - 1);
-	rc->sk[slot] = (__u64)sk;
-	rc->states[slot] = states;
-	rc->next++;
-	return true;
+	return bpf_get_socket_cookie(sk) ^
+	       ((__u64)((oldstate & 0xff) << 8 | (newstate & 0xff)) << 48);
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 {
-	if (claim(sk, oldstate, newstate))
-		handle_state(sk, oldstate, newstate);
+	__u32 zero = 0, slot;
+	struct recent *rc = bpf_map_lookup_elem(&recent_changes, &zero);
+
+	if (rc) {
+		slot = rc->next & (RECENT - 1);
+		rc->change[slot] = change_of(sk, oldstate, newstate);
+		rc->next++;
+	}
+	handle_state(sk, oldstate, newstate);
 	return 0;
 }
 
-/* Attached after on_state, so it runs after it for every change. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
 {
-	if (claim(sk, oldstate, newstate)) {
-		count(COUNTER_STATE_NESTED);
-		handle_state(sk, oldstate, newstate);
+	__u32 zero = 0, slot;
+	struct recent *rc = bpf_map_lookup_elem(&recent_changes, &zero);
+	__u64 change = change_of(sk, oldstate, newstate);
+
+	if (!rc)
+		return 0;
+	for (int i = 1; i <= RECENT; i++) {
+		slot = (rc->next - i) & (RECENT - 1);
+		if (rc->change[slot] == change)
+			return 0; /* on_state took it */
 	}
+	count(COUNTER_STATE_NESTED);
+	handle_state(sk, oldstate, newstate);
 	return 0;
 }
 

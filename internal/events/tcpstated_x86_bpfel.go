@@ -32,8 +32,7 @@ type tcpstatedHeld struct {
 
 type tcpstatedRecent struct {
 	_      structs.HostLayout
-	Sk     [4]uint64
-	States [4]uint16
+	Change [16]uint64
 	Next   uint32
 	Pad    uint32
 }
