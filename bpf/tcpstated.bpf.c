@@ -308,20 +308,23 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
  * a state change in an interrupt that came while on_state ran (a softirq
  * on a socket, over a connect() in process context) would be lost. A
  * second copy runs right after on_state for every change (it is attached
- * after it) and takes the changes on_state did not: on_state notes every
- * change it takes among the last RECENT on its CPU, and the copy leaves
- * the ones it finds there. It looks from the newest, which is the change
- * at hand unless an interrupt came between the two programs; one that
- * made RECENT changes or more there would push it out and have it
- * reported twice. (A flag held while on_state's body ran missed
- * interrupts in the kernel's entry and exit around it: those were lost.)
- * Nesting is at most two deep: softirqs do not nest, and hard interrupts
- * change no TCP state. */
-#define RECENT 16
+ * after it) and takes the changes on_state did not.
+ *
+ * on_state pushes each change it takes on a small per-CPU stack; the copy
+ * looks for its change from the top and, found, pops it with whatever an
+ * interrupt left above it (changes on_state took in an interrupt while the
+ * copy itself was running, so that the copy was skipped for them). Not
+ * found, on_state was skipped: the copy takes it. Interrupts nest, so an
+ * interrupt between the two programs pushes and pops above the change and
+ * leaves it in place however many changes it makes. (A flag held while
+ * on_state's body ran missed interrupts in the kernel's entry and exit
+ * around it, and a ring of recent changes lost the change under a softirq
+ * that made more changes than the ring held.) */
+#define TAKEN_DEPTH 8
 
-struct recent {
-	__u64 change[RECENT]; /* change_of() */
-	__u32 next;
+struct taken {
+	__u64 change[TAKEN_DEPTH]; /* change_of() */
+	__u32 top;
 	__u32 _pad;
 };
 
@@ -329,14 +332,13 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct recent);
-} recent_changes SEC(".maps");
+	__type(value, struct taken);
+} taken_changes SEC(".maps");
 
 /* One change of one socket. By cookie, not address: a socket freed and
  * allocated again at once (SLAB_TYPESAFE_BY_RCU, per-CPU free lists) makes
- * the same change at the same address a few connections later, and the
- * copy took the new one for the old and left it. Cookies fit in 48 bits
- * (a counter from boot) and the states in the top 16. */
+ * the same change at the same address a few connections later. Cookies fit
+ * in 48 bits (a counter from boot) and the states in the top 16. */
 static __always_inline __u64 change_of(struct sock *sk, int oldstate,
 				       int newstate)
 {
@@ -347,13 +349,17 @@ static __always_inline __u64 change_of(struct sock *sk, int oldstate,
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 {
-	__u32 zero = 0, slot;
-	struct recent *rc = bpf_map_lookup_elem(&recent_changes, &zero);
+	__u32 zero = 0, top;
+	struct taken *tk = bpf_map_lookup_elem(&taken_changes, &zero);
 
-	if (rc) {
-		slot = rc->next & (RECENT - 1);
-		rc->change[slot] = change_of(sk, oldstate, newstate);
-		rc->next++;
+	if (tk) {
+		top = tk->top;
+		/* Full only if the copy kept being skipped: start over (at
+		 * worst a change is then reported twice, never lost). */
+		if (top >= TAKEN_DEPTH)
+			top = 0;
+		tk->change[top] = change_of(sk, oldstate, newstate);
+		tk->top = top + 1;
 	}
 	handle_state(sk, oldstate, newstate);
 	return 0;
@@ -362,16 +368,21 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
 {
-	__u32 zero = 0, slot;
-	struct recent *rc = bpf_map_lookup_elem(&recent_changes, &zero);
-	__u64 change = change_of(sk, oldstate, newstate);
+	__u32 zero = 0, top;
+	struct taken *tk = bpf_map_lookup_elem(&taken_changes, &zero);
+	__u64 change;
 
-	if (!rc)
+	if (!tk)
 		return 0;
-	for (int i = 1; i <= RECENT; i++) {
-		slot = (rc->next - i) & (RECENT - 1);
-		if (rc->change[slot] == change)
-			return 0; /* on_state took it */
+	change = change_of(sk, oldstate, newstate);
+	top = tk->top;
+	for (int i = TAKEN_DEPTH - 1; i >= 0; i--) {
+		if (i >= top)
+			continue;
+		if (tk->change[i] == change) {
+			tk->top = i; /* on_state took it */
+			return 0;
+		}
 	}
 	count(COUNTER_STATE_NESTED);
 	handle_state(sk, oldstate, newstate);

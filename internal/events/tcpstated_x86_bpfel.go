@@ -30,13 +30,6 @@ type tcpstatedHeld struct {
 	TsNs uint64
 }
 
-type tcpstatedRecent struct {
-	_      structs.HostLayout
-	Change [16]uint64
-	Next   uint32
-	Pad    uint32
-}
-
 type tcpstatedRecord struct {
 	_        structs.HostLayout
 	TsNs     uint64
@@ -63,6 +56,13 @@ type tcpstatedRecord struct {
 	CpuComm  [16]int8
 }
 
+type tcpstatedTaken struct {
+	_      structs.HostLayout
+	Change [8]uint64
+	Top    uint32
+	Pad    uint32
+}
+
 type tcpstatedTwInfo struct {
 	_        structs.HostLayout
 	Cookie   uint64
@@ -87,7 +87,7 @@ const (
 	tcpstatedMapHandoffs         = "handoffs"
 	tcpstatedMapHeldMore         = "held_more"
 	tcpstatedMapHeldSlot         = "held_slot"
-	tcpstatedMapRecentChanges    = "recent_changes"
+	tcpstatedMapTakenChanges     = "taken_changes"
 	tcpstatedMapTimewaits        = "timewaits"
 	tcpstatedMapTwWatch          = "tw_watch"
 	tcpstatedProgOnState         = "on_state"
@@ -168,14 +168,14 @@ type tcpstatedProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstatedMapSpecs struct {
-	Counters      *ebpf.MapSpec `ebpf:"counters"`
-	Events        *ebpf.MapSpec `ebpf:"events"`
-	Handoffs      *ebpf.MapSpec `ebpf:"handoffs"`
-	HeldMore      *ebpf.MapSpec `ebpf:"held_more"`
-	HeldSlot      *ebpf.MapSpec `ebpf:"held_slot"`
-	RecentChanges *ebpf.MapSpec `ebpf:"recent_changes"`
-	Timewaits     *ebpf.MapSpec `ebpf:"timewaits"`
-	TwWatch       *ebpf.MapSpec `ebpf:"tw_watch"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	Handoffs     *ebpf.MapSpec `ebpf:"handoffs"`
+	HeldMore     *ebpf.MapSpec `ebpf:"held_more"`
+	HeldSlot     *ebpf.MapSpec `ebpf:"held_slot"`
+	TakenChanges *ebpf.MapSpec `ebpf:"taken_changes"`
+	Timewaits    *ebpf.MapSpec `ebpf:"timewaits"`
+	TwWatch      *ebpf.MapSpec `ebpf:"tw_watch"`
 }
 
 // tcpstatedVariableSpecs contains global variables before they are loaded into the kernel.
@@ -216,14 +216,14 @@ func (o *tcpstatedObjects) Close() error {
 //
 // It can be passed to loadTcpstatedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstatedMaps struct {
-	Counters      *ebpf.Map `ebpf:"counters"`
-	Events        *ebpf.Map `ebpf:"events"`
-	Handoffs      *ebpf.Map `ebpf:"handoffs"`
-	HeldMore      *ebpf.Map `ebpf:"held_more"`
-	HeldSlot      *ebpf.Map `ebpf:"held_slot"`
-	RecentChanges *ebpf.Map `ebpf:"recent_changes"`
-	Timewaits     *ebpf.Map `ebpf:"timewaits"`
-	TwWatch       *ebpf.Map `ebpf:"tw_watch"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	Handoffs     *ebpf.Map `ebpf:"handoffs"`
+	HeldMore     *ebpf.Map `ebpf:"held_more"`
+	HeldSlot     *ebpf.Map `ebpf:"held_slot"`
+	TakenChanges *ebpf.Map `ebpf:"taken_changes"`
+	Timewaits    *ebpf.Map `ebpf:"timewaits"`
+	TwWatch      *ebpf.Map `ebpf:"tw_watch"`
 }
 
 func (m *tcpstatedMaps) Close() error {
@@ -233,7 +233,7 @@ func (m *tcpstatedMaps) Close() error {
 		m.Handoffs,
 		m.HeldMore,
 		m.HeldSlot,
-		m.RecentChanges,
+		m.TakenChanges,
 		m.Timewaits,
 		m.TwWatch,
 	)
