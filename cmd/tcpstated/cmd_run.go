@@ -40,7 +40,7 @@ func cmdRun(args []string) int {
 		maxTW    = fs.Int("max-timewait", 0, "timewait sockets followed in the kernel (0: net.ipv4.tcp_max_tw_buckets)")
 		maxProcs = fs.Int("max-processes", 4096, "processes with per-process accounting; idle ones are evicted past it")
 		maxComms = fs.Int("max-comms", 256, "distinct comm label values in metrics; the rest count as \"other\"")
-		queue    = fs.Int("queue-len", 16384, "events queued per sink before that sink drops (counted); 512 bytes each, outside the Go heap and touched only as the queue fills")
+		queue    = fs.Int("queue-len", 32768, "events queued per sink before that sink drops (counted); 512 bytes each, outside the Go heap and touched only as the queue fills")
 		cwLimit  = fs.Duration("close-wait-threshold", 60*time.Second, "CLOSE_WAIT older than this is reported as a leak (0: never)")
 		fw1Limit = fs.Duration("fin-wait1-threshold", 60*time.Second, "FIN_WAIT1 older than this is reported as stuck (0: never)")
 		fw2Limit = fs.Duration("fin-wait2-threshold", 60*time.Second, "FIN_WAIT2 older than this is reported as stuck (0: never)")
