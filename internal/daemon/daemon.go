@@ -272,7 +272,7 @@ func (d *Daemon) checkLoss() {
 		d.full = c.TimeWaitFull + c.HeldFull + c.WatchFull
 		d.log.Warn().Uint64("timewait_table_full", c.TimeWaitFull).Uint64("synrecv_held_full", c.HeldFull).
 			Uint64("watch_full", c.WatchFull).
-			Msg("kernel tables full: some TIME_WAIT exits or SYN_RECV entries go unseen (raise --max-timewait)")
+			Msg("kernel tables full: some TIME_WAIT exits or SYN_RECV entries go unseen (TIME_WAIT: raise --max-timewait)")
 	}
 }
 

@@ -88,12 +88,11 @@ func newRing(m *ebpf.Map) (*ring, error) {
 // errRingBusy: the next record is reserved but not yet committed.
 var errRingBusy = errors.New("ring record not committed yet")
 
-// drain hands every committed record to fn, in order, and returns how
-// many. fn's slice points into the ring and is only valid during the call.
-func (r *ring) drain(fn func([]byte)) (int, error) {
+// drain hands every committed record to fn, in order. fn's slice points
+// into the ring and is only valid during the call.
+func (r *ring) drain(fn func([]byte)) error {
 	cons := atomic.LoadUint64(r.consPos)
 	released := cons
-	n := 0
 	var err error
 	for {
 		prod := atomic.LoadUint64(r.prodPos)
@@ -120,7 +119,6 @@ func (r *ring) drain(fn func([]byte)) (int, error) {
 		}
 		if hdr&ringDiscardBit == 0 {
 			fn(r.record((off+ringHdrSize)&r.mask, size))
-			n++
 		}
 		cons = next
 		if cons-released >= ringReleaseSize {
@@ -131,7 +129,7 @@ func (r *ring) drain(fn func([]byte)) (int, error) {
 	if cons != released {
 		atomic.StoreUint64(r.consPos, cons)
 	}
-	return n, err
+	return err
 }
 
 // record is the size bytes at off, copied out when they wrap.
@@ -148,29 +146,18 @@ func (r *ring) record(off, size uint64) []byte {
 	return b
 }
 
-// wait blocks until the kernel signals data, Stop is called, or timeout
-// passes. It reports whether Stop was called.
-func (r *ring) wait(timeout time.Duration) (bool, error) {
+// wait blocks until the kernel signals data, stop is called, or timeout
+// passes.
+func (r *ring) wait(timeout time.Duration) error {
 	var evs [2]unix.EpollEvent
 	ms := int(timeout / time.Millisecond)
 	if timeout > 0 && ms == 0 {
 		ms = 1
 	}
-	n, err := unix.EpollWait(r.epfd, evs[:], ms)
-	if err != nil && !errors.Is(err, unix.EINTR) {
-		return false, err
+	if _, err := unix.EpollWait(r.epfd, evs[:], ms); err != nil && !errors.Is(err, unix.EINTR) {
+		return err
 	}
-	for _, ev := range evs[:max(n, 0)] {
-		if int(ev.Fd) == r.stopFd {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-// available is how many bytes are queued.
-func (r *ring) available() uint64 {
-	return atomic.LoadUint64(r.prodPos) - atomic.LoadUint64(r.consPos)
+	return nil
 }
 
 func (r *ring) stop() error {

@@ -181,7 +181,7 @@ func (t *Tracer) Poll(interval time.Duration, ev *Event, fn func(*Event), bad fu
 	}
 	for {
 		stopping := t.stopping.Load()
-		_, err := t.ring.drain(handle)
+		err := t.ring.drain(handle)
 		busy := errors.Is(err, errRingBusy)
 		if err != nil && !busy {
 			return err
@@ -199,7 +199,7 @@ func (t *Tracer) Poll(interval time.Duration, ev *Event, fn func(*Event), bad fu
 			time.Sleep(min(left, 100*time.Microsecond))
 			continue
 		}
-		if _, err := t.ring.wait(left); err != nil {
+		if err := t.ring.wait(left); err != nil {
 			return err
 		}
 	}
@@ -230,10 +230,8 @@ func (t *Tracer) Close() error {
 	if !t.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	t.detach()
-	t.stopping.Store(true)
+	t.Stop()
 	if t.ring != nil {
-		t.ring.stop()
 		t.readMu.Lock()
 		t.ring.close()
 		t.readMu.Unlock()

@@ -11,12 +11,6 @@ import (
 type timeFormatter struct {
 	sec    int64
 	prefix []byte // `"2006-01-02T15:04:05.`
-	buf    []byte
-}
-
-func (f *timeFormatter) format(t time.Time) []byte {
-	f.buf = f.appendTo(f.buf[:0], t)
-	return f.buf
 }
 
 // appendTo appends the quoted time to b.

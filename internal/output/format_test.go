@@ -14,10 +14,10 @@ func TestTimeFormatter(t *testing.T) {
 		time.Date(2026, 11, 22, 4, 40, 34, 0, time.UTC),
 		time.Date(1999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("x", 3600)),
 	} {
-		got := string(f.format(ts))
+		got := string(f.appendTo(nil, ts))
 		want := `"` + ts.UTC().Format("2006-01-02T15:04:05.000000000Z") + `"`
 		if got != want {
-			t.Errorf("format(%v) = %s, want %s", ts, got, want)
+			t.Errorf("appendTo(%v) = %s, want %s", ts, got, want)
 		}
 		var back time.Time
 		if err := json.Unmarshal([]byte(got), &back); err != nil || !back.Equal(ts) {

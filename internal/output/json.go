@@ -94,7 +94,7 @@ func kv(name string, q *quoted) *quoted {
 	var t quoted
 	for i, v := range q {
 		if v != nil {
-			t[i] = []byte(`,"` + name + `":` + string(v))
+			t[i] = append(mkKey(name), v...)
 		}
 	}
 	return &t

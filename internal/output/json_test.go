@@ -197,7 +197,7 @@ func TestJSONMatchesZerolog(t *testing.T) {
 		var got, want levelBuf
 		NewJSON(&got, wall).Write(r)
 		var tf timeFormatter
-		ts := string(tf.format(wall(r.Mono)))
+		ts := string(tf.appendTo(nil, wall(r.Mono)))
 		zerologWrite(zerolog.New(&want), ts[1:len(ts)-1], r)
 		if got.String() != want.String() {
 			t.Fatalf("report %d differs:\n got %s\nwant %s", i, got.String(), want.String())

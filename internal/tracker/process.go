@@ -132,7 +132,9 @@ func (t *Tracker) commStats(comm events.Comm) *CommStats {
 	}
 	over := t.stats.CommsOverflow
 	c := t.commStatsSlow(comm)
-	if t.stats.CommsOverflow == over { // counted under "other": not cached, so every event is
+	// A name counted under "other" is not cached: each of its events
+	// must add to CommsOverflow.
+	if t.stats.CommsOverflow == over {
 		t.commHot[1], t.commHot[0] = t.commHot[0], commHot{comm, c}
 	}
 	return c
