@@ -24,6 +24,7 @@
 #include "tcpstated.h"
 
 #define AF_INET 2
+#define EEXIST 17 /* errno, for bpf_map_update_elem with BPF_NOEXIST */
 #define AF_INET6 10
 
 /* A cancel with no re-arm after it for this long is an early end. */
@@ -54,6 +55,9 @@ __u32 preexisting_tw = 0;
 /* Written by the poll iterator: one (jiffies, ns) pair to measure HZ. */
 __u64 clock_jiffies = 0;
 __u64 clock_ns = 0;
+/* Entries in tw_watch, never below the truth: the poll skips its walk of
+ * the map's buckets (all of them, empty or not) when there is none. */
+__u64 watched = 0;
 
 /* A child's LISTEN -> SYN_RECV, held until its next transition: the
  * kernel sets the child's ports, addresses and cookie only after it. */
@@ -233,9 +237,18 @@ static __always_inline void fill_context(struct record *r)
 static __always_inline void watch(__u64 key)
 {
 	__u8 one = 1;
+	long err = bpf_map_update_elem(&tw_watch, &key, &one, BPF_NOEXIST);
 
-	if (bpf_map_update_elem(&tw_watch, &key, &one, BPF_ANY))
+	if (!err)
+		__sync_fetch_and_add(&watched, 1);
+	else if (err != -EEXIST)
 		count(COUNTER_WATCH_FULL);
+}
+
+static __always_inline void unwatch(__u64 key)
+{
+	if (!bpf_map_delete_elem(&tw_watch, &key))
+		__sync_fetch_and_add(&watched, -1);
 }
 
 /* When a timewait socket switched to TIME_WAIT, from its timer: the switch
@@ -629,7 +642,7 @@ int BPF_PROG(on_timer_start, struct timer_list *timer)
 		info->since_ns = now;
 	}
 	if (sub != TCP_FIN_WAIT2)
-		bpf_map_delete_elem(&tw_watch, &key);
+		unwatch(key);
 	return 0;
 }
 
@@ -670,7 +683,7 @@ static __always_inline void end_timewait(__u64 key, struct tw_info *info,
 	emit_tw(RECORD_TW_END, key, info, sub, TCP_CLOSE, flags, at, since,
 		expires);
 	bpf_map_delete_elem(&timewaits, &key);
-	bpf_map_delete_elem(&tw_watch, &key);
+	unwatch(key);
 }
 
 SEC("tp_btf/timer_expire_entry")
@@ -714,7 +727,7 @@ int poll_timewaits(struct bpf_iter__bpf_map_elem *ctx)
 	key = *keyp;
 	info = bpf_map_lookup_elem(&timewaits, &key);
 	if (!info) {
-		bpf_map_delete_elem(&tw_watch, &key);
+		unwatch(key);
 		return 0;
 	}
 	if (info->cancel_ns) {
@@ -724,13 +737,13 @@ int poll_timewaits(struct bpf_iter__bpf_map_elem *ctx)
 		emit_tw(RECORD_TW_END, key, info, info->substate, TCP_CLOSE,
 			FLAG_ENDED_EARLY, info->cancel_ns, info->since_ns, 0);
 		bpf_map_delete_elem(&timewaits, &key);
-		bpf_map_delete_elem(&tw_watch, &key);
+		unwatch(key);
 		return 0;
 	}
 	tw = (void *)key;
 	/* Armed, so alive; guard against a recycled slot all the same. */
 	if (!same_timewait(tw, info)) {
-		bpf_map_delete_elem(&tw_watch, &key);
+		unwatch(key);
 		return 0;
 	}
 	sub = BPF_CORE_READ(tw, tw_substate);
@@ -746,7 +759,7 @@ int poll_timewaits(struct bpf_iter__bpf_map_elem *ctx)
 		info->since_ns = switched;
 	}
 	if (sub != TCP_FIN_WAIT2)
-		bpf_map_delete_elem(&tw_watch, &key);
+		unwatch(key);
 	return 0;
 }
 

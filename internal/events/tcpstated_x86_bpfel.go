@@ -110,6 +110,7 @@ const (
 	tcpstatedVarTwTimerFn        = "tw_timer_fn"
 	tcpstatedVarUnusedRecord     = "unused_record"
 	tcpstatedVarWakeupBytes      = "wakeup_bytes"
+	tcpstatedVarWatched          = "watched"
 )
 
 // loadTcpstated returns the embedded CollectionSpec for tcpstated.
@@ -194,6 +195,7 @@ type tcpstatedVariableSpecs struct {
 	TwTimerFn        *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
 	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	Watched          *ebpf.VariableSpec `ebpf:"watched"`
 }
 
 // tcpstatedObjects contains all objects after they have been loaded into the kernel.
@@ -255,6 +257,7 @@ type tcpstatedVariables struct {
 	TwTimerFn        *ebpf.Variable `ebpf:"tw_timer_fn"`
 	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
+	Watched          *ebpf.Variable `ebpf:"watched"`
 }
 
 // tcpstatedPrograms contains all programs after they have been loaded into the kernel.

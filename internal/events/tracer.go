@@ -349,6 +349,20 @@ func (t *Tracer) PollTimeWaits() error {
 	return runIter(t.objs.PollTimewaits, t.objs.TwWatch, func(*Event) {})
 }
 
+// PollTimeWaitsIfWatched is PollTimeWaits when a timewait socket is being
+// watched: the walk visits every bucket of the map, empty or not, and
+// under a connection storm almost every poll found nothing to do.
+func (t *Tracer) PollTimeWaitsIfWatched() error {
+	var n uint64
+	if err := t.objs.Watched.Get(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	return t.PollTimeWaits()
+}
+
 // MeasureHZ finds the kernel's tick rate from two clock samples taken by
 // the poll iterator, and gives it to the BPF programs, which need it to
 // date substate switches from timer expiries.

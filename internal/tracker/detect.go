@@ -28,7 +28,7 @@ func (t *Tracker) Tick(emit func(*Report)) {
 		t.now = now
 	}
 	var ev events.Event
-	for _, s := range t.ageing {
+	for s := range t.ageing.all() {
 		age := time.Duration(0)
 		if now > s.Since {
 			age = time.Duration(now - s.Since)
@@ -109,7 +109,7 @@ func (t *Tracker) HasPendingFindings() bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	now := t.clock()
-	for _, s := range t.ageing {
+	for s := range t.ageing.all() {
 		var limit time.Duration
 		switch s.State {
 		case events.CloseWait:

@@ -47,6 +47,8 @@ type Socket struct {
 	Leaked          bool // close_wait_leak was reported
 	Stuck           bool // stuck was reported
 	fdScan          uint32
+	// Links in the tracker's ageList while the row is in it.
+	agePrev, ageNext *Socket
 }
 
 // Stats counts the tracker's own limits being hit.
@@ -75,7 +77,7 @@ type Tracker struct {
 	// Rows Tick looks at: those that may age into a finding, and the
 	// TIME_WAIT count by process and peer. Walking the whole table every
 	// second (mostly TIME_WAIT rows) was a tenth of the daemon.
-	ageing    map[uint64]*Socket
+	ageing    ageList
 	timeWaits map[pressureKey]int
 	procs     map[uint32]*Process
 	procHot   [2]*Process // the last processes looked up
@@ -107,17 +109,18 @@ func New(cfg Config, clock func() uint64) *Tracker {
 	if cfg.PortRange == [2]uint16{} {
 		cfg.PortRange = [2]uint16{32768, 60999}
 	}
-	return &Tracker{
+	t := &Tracker{
 		cfg:       cfg,
 		clock:     clock,
 		sockets:   make(map[uint64]*Socket),
 		listeners: make(map[listenKey][]*Socket),
-		ageing:    make(map[uint64]*Socket),
 		timeWaits: make(map[pressureKey]int),
 		procs:     make(map[uint32]*Process),
 		comms:     make(map[string]*CommStats),
 		pressure:  make(map[pressureKey]bool),
 	}
+	t.ageing.init()
+	return t
 }
 
 // Config returns the configuration in force.
@@ -331,7 +334,7 @@ func (t *Tracker) index(s *Socket) {
 	t.procMove(s.Pid, 0, s.State)
 	switch s.State {
 	case events.CloseWait, events.FinWait1, events.FinWait2:
-		t.ageing[s.Cookie] = s
+		t.ageing.push(s)
 	case events.TimeWait:
 		t.timeWaits[pressureOf(s)]++
 	case events.Listen:
@@ -343,7 +346,7 @@ func (t *Tracker) unindex(s *Socket) {
 	t.procMove(s.Pid, s.State, 0)
 	switch s.State {
 	case events.CloseWait, events.FinWait1, events.FinWait2:
-		delete(t.ageing, s.Cookie)
+		t.ageing.remove(s)
 	case events.TimeWait:
 		k := pressureOf(s)
 		if t.timeWaits[k] <= 1 {

@@ -312,7 +312,7 @@ func checkIndexes(t *testing.T, trk *Tracker) {
 		switch s.State {
 		case events.CloseWait, events.FinWait1, events.FinWait2:
 			ageing++
-			if trk.ageing[s.Cookie] != s {
+			if s.ageNext == nil {
 				t.Fatalf("socket %d in %v missing from the ageing set", s.Cookie, s.State)
 			}
 		case events.TimeWait:
@@ -326,8 +326,8 @@ func checkIndexes(t *testing.T, trk *Tracker) {
 			live[s.Pid] = l
 		}
 	}
-	if len(trk.ageing) != ageing {
-		t.Fatalf("ageing set has %d rows, table %d", len(trk.ageing), ageing)
+	if trk.ageing.len() != ageing {
+		t.Fatalf("ageing set has %d rows, table %d", trk.ageing.len(), ageing)
 	}
 	if len(trk.timeWaits) != len(tw) {
 		t.Fatalf("TIME_WAIT counts by peer: %v, table %v", trk.timeWaits, tw)
