@@ -24,8 +24,8 @@
 #include "tcpstated.h"
 
 #define AF_INET 2
-#define EEXIST 17 /* errno, for bpf_map_update_elem with BPF_NOEXIST */
 #define AF_INET6 10
+#define EEXIST 17 /* errno, for bpf_map_update_elem with BPF_NOEXIST */
 
 /* A cancel with no re-arm after it for this long is an early end. */
 #define CANCEL_SETTLE_NS 1000000ULL

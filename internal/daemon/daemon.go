@@ -220,7 +220,7 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 		now = time.Now()
 		if now.After(nextTW) {
 			nextTW = now.Add(poll * 2)
-			if err := d.tracer.PollTimeWaitsIfWatched(); err != nil {
+			if err := d.tracer.PollTimeWaits(); err != nil {
 				d.log.Error().Err(err).Msg("timewait poll failed")
 			}
 		}

@@ -341,18 +341,11 @@ func (t *Tracer) Files(fn func(*Event)) error {
 }
 
 // PollTimeWaits finds substate switches and early ends of timewait
-// sockets; what it finds arrives through the ring buffer.
+// sockets; what it finds arrives through the ring buffer. It walks only
+// when a timewait socket is watched: the walk visits every bucket of the
+// map, empty or not, and under a connection storm almost every poll found
+// nothing to do.
 func (t *Tracer) PollTimeWaits() error {
-	// One walk at a time: two could report the same switch twice.
-	t.pollMu.Lock()
-	defer t.pollMu.Unlock()
-	return runIter(t.objs.PollTimewaits, t.objs.TwWatch, func(*Event) {})
-}
-
-// PollTimeWaitsIfWatched is PollTimeWaits when a timewait socket is being
-// watched: the walk visits every bucket of the map, empty or not, and
-// under a connection storm almost every poll found nothing to do.
-func (t *Tracer) PollTimeWaitsIfWatched() error {
 	var n uint64
 	if err := t.objs.Watched.Get(&n); err != nil {
 		return err
@@ -360,7 +353,16 @@ func (t *Tracer) PollTimeWaitsIfWatched() error {
 	if n == 0 {
 		return nil
 	}
-	return t.PollTimeWaits()
+	return t.walkTimeWaits()
+}
+
+// walkTimeWaits runs the poll iterator over the watch list, even an empty
+// one: its end samples the clock (MeasureHZ).
+func (t *Tracer) walkTimeWaits() error {
+	// One walk at a time: two could report the same switch twice.
+	t.pollMu.Lock()
+	defer t.pollMu.Unlock()
+	return runIter(t.objs.PollTimewaits, t.objs.TwWatch, func(*Event) {})
 }
 
 // MeasureHZ finds the kernel's tick rate from two clock samples taken by
@@ -368,7 +370,7 @@ func (t *Tracer) PollTimeWaitsIfWatched() error {
 // date substate switches from timer expiries.
 func (t *Tracer) MeasureHZ(gap time.Duration) (uint32, error) {
 	sample := func() (j, ns uint64, err error) {
-		if err = t.PollTimeWaits(); err != nil {
+		if err = t.walkTimeWaits(); err != nil {
 			return
 		}
 		if err = t.objs.ClockJiffies.Get(&j); err != nil {

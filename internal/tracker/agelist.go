@@ -5,7 +5,7 @@ import "iter"
 // ageList holds the rows Tick watches for ageing into a finding (CLOSE_WAIT,
 // FIN_WAIT1, FIN_WAIT2), linked through the rows themselves. Every closed
 // connection passes through two or three of these states: a map insert and
-// delete for each was a tenth of the tracker's time under churn.
+// delete for each was a quarter of the tracker's time under churn.
 type ageList struct {
 	head Socket // sentinel: head.ageNext is the first row
 	n    int
