@@ -29,6 +29,10 @@
 
 /* A cancel with no re-arm after it for this long is an early end. */
 #define CANCEL_SETTLE_NS 1000000ULL
+/* A cancel of a due timer is most likely the expiry taking it off the
+ * wheel, with timer_expire_entry to follow; it is an early end only if
+ * that has not come after this long. */
+#define EXPIRY_SETTLE_NS 1000000000ULL
 /* The timewait handoff happens within one tcp_time_wait() call, on one CPU.
  * The cookie names the socket for good, so a handoff with a cookie is
  * matched at any age: the gap is microseconds on hardware, but more than
@@ -75,7 +79,7 @@ struct tw_info {
 	__u8 substate;
 	__u8 family;
 	__u8 flags;
-	__u8 _pad;
+	__u8 cancel_due; /* the cancelled timer was due: an expiry's detach */
 	__u32 netns;
 };
 
@@ -659,6 +663,7 @@ int BPF_PROG(on_timer_cancel, struct timer_list *timer)
 		return 0;
 	/* Final only if no re-arm follows; the poll iterator decides. */
 	info->cancel_ns = bpf_ktime_get_ns();
+	info->cancel_due = (__s64)(bpf_jiffies64() - timer->expires) >= 0;
 	watch(key);
 	return 0;
 }
@@ -731,8 +736,22 @@ int poll_timewaits(struct bpf_iter__bpf_map_elem *ctx)
 		return 0;
 	}
 	if (info->cancel_ns) {
-		if (now - info->cancel_ns < CANCEL_SETTLE_NS)
-			return 0; /* a re-arm may still be on its way */
+		/* Signed: the cancel may have come on another CPU after
+		 * `now` was read. */
+		__s64 age = now - info->cancel_ns;
+
+		tw = (void *)key;
+		/* A re-arm takes the timer off the wheel and puts it back
+		 * (timer_cancel, then timer_start) but keeps it pending
+		 * throughout; a delete or an expiry does not. The CPU doing
+		 * it can be held up between the two (a vCPU the host does
+		 * not run), so a pending timer is never called ended. */
+		if (BPF_CORE_READ(tw, tw_timer.entry.pprev) &&
+		    same_timewait(tw, info))
+			return 0;
+		if (age < (__s64)(info->cancel_due ? EXPIRY_SETTLE_NS :
+						     CANCEL_SETTLE_NS))
+			return 0; /* a re-arm or the expiry may still come */
 		/* Freed or about to be: trust what tw_info remembers. */
 		emit_tw(RECORD_TW_END, key, info, info->substate, TCP_CLOSE,
 			FLAG_ENDED_EARLY, info->cancel_ns, info->since_ns, 0);

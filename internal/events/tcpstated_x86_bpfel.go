@@ -64,18 +64,18 @@ type tcpstatedTaken struct {
 }
 
 type tcpstatedTwInfo struct {
-	_        structs.HostLayout
-	Cookie   uint64
-	SinceNs  uint64
-	CancelNs uint64
-	Sport    uint16
-	Dport    uint16
-	Substate uint8
-	Family   uint8
-	Flags    uint8
-	Pad      uint8
-	Netns    uint32
-	_        [4]byte
+	_         structs.HostLayout
+	Cookie    uint64
+	SinceNs   uint64
+	CancelNs  uint64
+	Sport     uint16
+	Dport     uint16
+	Substate  uint8
+	Family    uint8
+	Flags     uint8
+	CancelDue uint8
+	Netns     uint32
+	_         [4]byte
 }
 
 // Names of all BPF objects in the ELF.

@@ -43,7 +43,17 @@ type Event struct {
 }
 
 func (e Event) String() string {
-	return fmt.Sprintf("%s %s->%s pid=%d(%s) cookie=%d %s:%d->%s:%d", e.Event, e.Old, e.New, e.Pid, e.Comm, e.Cookie, e.Saddr, e.Sport, e.Daddr, e.Dport)
+	s := fmt.Sprintf("%s %s %s->%s pid=%d(%s) cpu_pid=%d cookie=%d %s:%d->%s:%d", e.Time, e.Event, e.Old, e.New, e.Pid, e.Comm, e.CPUPid, e.Cookie, e.Saddr, e.Sport, e.Daddr, e.Dport)
+	if e.Source != "" {
+		s += " source=" + e.Source
+	}
+	if e.Reason != "" {
+		s += " reason=" + e.Reason
+	}
+	if e.DurMs != nil {
+		s += fmt.Sprintf(" dur_ms=%g", *e.DurMs)
+	}
+	return s
 }
 
 var (

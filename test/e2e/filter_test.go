@@ -20,7 +20,7 @@ func TestKernelFilters(t *testing.T) {
 	evs := d.WaitFor("client's FIN_WAIT2>TIME_WAIT", 10*time.Second, lastSteps(port, "FIN_WAIT2>TIME_WAIT"))
 	time.Sleep(300 * time.Millisecond)
 	evs = d.ReadEvents()
-	var got []string
+	var got, lines []string
 	for _, e := range evs {
 		if e.Event != "state" {
 			continue
@@ -32,10 +32,11 @@ func TestKernelFilters(t *testing.T) {
 			t.Errorf("event of another process: %s", e)
 		}
 		got = append(got, e.Old+">"+e.New)
+		lines = append(lines, e.String())
 	}
 	want := "ESTABLISHED>FIN_WAIT1 FIN_WAIT1>FIN_WAIT2 FIN_WAIT2>TIME_WAIT"
 	if strings.Join(got, " ") != want {
-		t.Errorf("filtered stream: %s\nwant %s", strings.Join(got, " "), want)
+		t.Errorf("filtered stream: %s\nwant %s\nevents:\n%s", strings.Join(got, " "), want, strings.Join(lines, "\n"))
 	}
 }
 
