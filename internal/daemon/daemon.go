@@ -87,7 +87,7 @@ func Open(opt Options) (*Daemon, error) {
 	}
 	var sinks []sink.Sink
 	for _, u := range opt.Sinks {
-		s, err := sink.Open(u, sink.Options{QueueLen: opt.QueueLen, Logger: d.log, FileMode: 0o640})
+		s, err := sink.Open(u, sink.Options{QueueLen: opt.QueueLen, Logger: d.log, FileMode: 0o640, DeferWake: true})
 		if err != nil {
 			for _, o := range sinks {
 				o.Close()
@@ -140,6 +140,7 @@ func Open(opt Options) (*Daemon, error) {
 		d.Close()
 		return nil, fmt.Errorf("start-up file table walk: %w", err)
 	}
+	d.fanout.Flush()
 	d.log.Info().Int("sockets", n).Msg("found existing TCP sockets")
 
 	if opt.Listen != "" {
@@ -239,7 +240,10 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 			nextSync = now.Add(10 * time.Second)
 			d.clock.Sync()
 		}
+		// The sinks' drainers wake once for all this pass wrote.
+		d.fanout.Flush()
 	}
+	d.fanout.Flush()
 	d.checkLoss() // what was lost since the last tick is logged, not only summed
 	sum := d.summary()
 	return sum, runErr

@@ -41,6 +41,14 @@ func (f *Fanout) WriteLevel(level zerolog.Level, p []byte) (int, error) {
 	return len(p), firstErr
 }
 
+// Flush wakes the sinks' drainers for what was written since the last
+// Flush (sinks opened with Options.DeferWake).
+func (f *Fanout) Flush() {
+	for _, s := range f.sinks {
+		s.Flush()
+	}
+}
+
 // Reopen reopens every sink (SIGHUP) and reports all failures.
 func (f *Fanout) Reopen() error {
 	var errs []error

@@ -225,3 +225,52 @@ func TestStdoutSink(t *testing.T) {
 		t.Fatalf("Name = %q", s.Name())
 	}
 }
+
+// DeferWake: events wait in the queue until Flush wakes the drainer, or
+// until a whole batch has queued up behind it.
+func TestDeferWakeWritesOnFlushOrFullBatch(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.json")
+	s := mustOpen(t, "file:"+path, Options{QueueLen: 4 * batchEvents, DeferWake: true})
+	defer s.Close()
+	size := func() int64 {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+
+	// One event and a Flush, so that the drainer has started, written it
+	// and gone back to sleep on an empty queue.
+	s.Write(testEvent(0))
+	s.Flush()
+	waitFor(t, 5*time.Second, "the first event", func() bool { return s.Stats().Written == 1 })
+	time.Sleep(50 * time.Millisecond)
+	before := size()
+	for i := 1; i < 3; i++ {
+		s.Write(testEvent(i))
+	}
+	time.Sleep(50 * time.Millisecond) // a woken drainer writes within ~1 ms
+	if n := size(); n != before {
+		t.Fatalf("%d bytes written before Flush", n-before)
+	}
+	s.Flush()
+	waitFor(t, 5*time.Second, "3 events after Flush", func() bool { return s.Stats().Written == 3 })
+
+	// No Flush: the batchEvents-th queued event wakes the drainer itself.
+	time.Sleep(50 * time.Millisecond)
+	for i := 3; i < 3+batchEvents; i++ {
+		s.Write(testEvent(i))
+	}
+	waitFor(t, 5*time.Second, "a full batch without Flush", func() bool { return s.Stats().Written == 3+batchEvents })
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := eventIDs(t, data, false); len(ids) != 3+batchEvents {
+		t.Fatalf("%d events in the file, want %d", len(ids), 3+batchEvents)
+	}
+}

@@ -29,6 +29,7 @@ type pushResult int
 const (
 	pushed      pushResult = iota
 	pushedFirst            // the queue was empty: the drainer may be asleep
+	pushedBatch            // the queue now holds a full batch (batchEvents)
 	queueFull
 	queueShut
 )
@@ -83,8 +84,11 @@ func (r *ring) push(level zerolog.Level, at int64, p []byte) pushResult {
 	e.data = append(e.data[:0], p...)
 	e.level, e.at = level, at
 	r.count++
-	if r.count == 1 {
+	switch r.count {
+	case 1:
 		return pushedFirst
+	case batchEvents:
+		return pushedBatch
 	}
 	return pushed
 }

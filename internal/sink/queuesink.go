@@ -29,6 +29,7 @@ type queueSink struct {
 
 	written, dropped, errs, reconnects, truncated atomic.Uint64
 	connected                                     atomic.Bool
+	wakeDue                                       atomic.Bool // DeferWake: Flush must wake the drainer
 
 	d drainState
 }
@@ -62,10 +63,15 @@ func (s *queueSink) WriteLevel(level zerolog.Level, p []byte) (int, error) {
 	}
 	switch s.q.push(level, at, p) {
 	case pushedFirst:
-		select {
-		case s.wake <- struct{}{}:
-		default: // a wake-up is already pending
+		if s.opts.DeferWake {
+			s.wakeDue.Store(true)
+		} else {
+			s.signal()
 		}
+	case pushedBatch:
+		// A long burst: the drainer starts on it without the Flush, so
+		// the queue does not fill up behind an idle drainer.
+		s.Flush()
 	case queueFull:
 		s.dropped.Add(1)
 	case queueShut:
@@ -73,6 +79,21 @@ func (s *queueSink) WriteLevel(level zerolog.Level, p []byte) (int, error) {
 		return 0, ErrClosed
 	}
 	return len(p), nil
+}
+
+// Flush wakes the drainer if a write found the queue empty since the
+// last Flush (Options.DeferWake).
+func (s *queueSink) Flush() {
+	if s.wakeDue.Load() && s.wakeDue.Swap(false) {
+		s.signal()
+	}
+}
+
+func (s *queueSink) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
 }
 
 func (s *queueSink) Stats() Stats {
@@ -117,6 +138,7 @@ func (s *queueSink) Reopen() error {
 // waits a little longer than that for a write or dial already under way,
 // whose own deadline bounds it.
 func (s *queueSink) Close() error {
+	s.Flush()
 	s.closeOnce.Do(func() { close(s.stop) })
 	wait := s.opts.CloseTimeout + max(s.opts.WriteTimeout, s.opts.DialTimeout) + time.Second
 	timeout := time.NewTimer(wait)

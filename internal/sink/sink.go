@@ -26,6 +26,9 @@ type Sink interface {
 	// Reopen makes a file sink reopen its path (for logrotate's
 	// move-then-SIGHUP); it is a no-op for the other kinds.
 	Reopen() error
+	// Flush wakes the sink's drainer for what was written since the last
+	// Flush; only sinks opened with Options.DeferWake need it.
+	Flush()
 	// Close delivers what is queued, bounded by Options.CloseTimeout, then
 	// stops the sink. Events still queued at the deadline count as dropped.
 	Close() error
@@ -53,6 +56,12 @@ type Options struct {
 	MaxBackoff   time.Duration  // cap of the reconnect backoff; default 30s
 	WriteTimeout time.Duration  // deadline of one network write; default 10s
 	CloseTimeout time.Duration  // how long Close keeps delivering; default 5s
+	// DeferWake: a write into an empty queue does not wake the drainer;
+	// Flush does. For a writer that writes in bursts (the daemon, one
+	// burst per read of the ring buffer): the drainer then wakes once per
+	// burst and finds all of it, instead of racing the writer for the
+	// queue's lock event by event and writing a few events at a time.
+	DeferWake bool
 }
 
 // Defaults and bounds of Options.
