@@ -218,6 +218,8 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 			runErr = err
 			break
 		}
+		// The sinks' drainers wake once for all this read wrote.
+		d.fanout.Flush()
 		now = time.Now()
 		if now.After(nextTW) {
 			nextTW = now.Add(poll * 2)
@@ -240,8 +242,7 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 			nextSync = now.Add(10 * time.Second)
 			d.clock.Sync()
 		}
-		// The sinks' drainers wake once for all this pass wrote.
-		d.fanout.Flush()
+		d.fanout.Flush() // findings of the tick
 	}
 	d.fanout.Flush()
 	d.checkLoss() // what was lost since the last tick is logged, not only summed
