@@ -380,7 +380,7 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 		 * be left behind by a softirq that comes in the kernel's exit
 		 * from the copy, after it popped; once they fill the stack, a
 		 * change whose copy is interrupted may be reported twice
-		 * (about one in a million under bench churn). */
+		 * (a few in ten million under bench churn). */
 		if (top >= TAKEN_DEPTH)
 			top = TAKEN_DEPTH - 1;
 		tk->change[top] = change_of(sk, oldstate, newstate);
