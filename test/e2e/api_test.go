@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +91,29 @@ func ssCount(t *testing.T, state string, port int) int {
 	n := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		if line != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// ssTimeWaitFrom counts the TIME_WAIT sockets towards port whose local
+// port is one of from.
+func ssTimeWaitFrom(t *testing.T, port int, from map[int]bool) int {
+	t.Helper()
+	out, err := exec.Command("ss", "-Htn", "state", "time-wait", fmt.Sprintf("( dport = :%d )", port)).Output()
+	if err != nil {
+		t.Fatalf("ss: %v", err)
+	}
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		local := f[len(f)-2]
+		p, err := strconv.Atoi(local[strings.LastIndexByte(local, ':')+1:])
+		if err == nil && from[p] {
 			n++
 		}
 	}

@@ -100,12 +100,14 @@ func loopback(network string) string {
 // oneConnection makes one connection from client to server's listener on
 // port and closes it the usual way: the client first, then the server
 // once it has read EOF (client FIN_WAIT2 -> TIME_WAIT, server LAST_ACK).
-func oneConnection(server, client *Peer, network string, port int) {
-	client.Port("connect %s %s:%d", network, loopback(network), port)
+// oneConnection returns the client's local port.
+func oneConnection(server, client *Peer, network string, port int) int {
+	local := client.Port("connect %s %s:%d", network, loopback(network), port)
 	server.Do("accept")
 	client.Do("close")
 	server.Do("readeof")
 	server.Do("close")
+	return local
 }
 
 // clientFirst: the client closes, the server reads EOF and closes.
