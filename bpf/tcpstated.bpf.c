@@ -743,12 +743,12 @@ int poll_timewaits(struct bpf_iter__bpf_map_elem *ctx)
 		unwatch(key);
 		return 0;
 	}
+	tw = (void *)key;
 	if (info->cancel_ns) {
 		/* Signed: the cancel may have come on another CPU after
 		 * `now` was read. */
 		__s64 age = now - info->cancel_ns;
 
-		tw = (void *)key;
 		/* A re-arm takes the timer off the wheel and puts it back
 		 * (timer_cancel, then timer_start) but keeps it pending
 		 * throughout; a delete or an expiry does not. The CPU doing
@@ -767,7 +767,6 @@ int poll_timewaits(struct bpf_iter__bpf_map_elem *ctx)
 		unwatch(key);
 		return 0;
 	}
-	tw = (void *)key;
 	/* Armed, so alive; guard against a recycled slot all the same. */
 	if (!same_timewait(tw, info)) {
 		unwatch(key);

@@ -76,9 +76,11 @@ func newRing(m *ebpf.Map) (*ring, error) {
 	// the reader (past a fill threshold), not whenever a record is queued.
 	// Level-triggered, every wait returned at once under load and the
 	// reader spun through batches of a few records.
-	for f, mode := range map[int]uint32{fd: unix.EPOLLIN | unix.EPOLLET, r.stopFd: unix.EPOLLIN} {
-		ev := unix.EpollEvent{Events: mode, Fd: int32(f)}
-		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, f, &ev); err != nil {
+	for _, w := range []unix.EpollEvent{
+		{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(fd)},
+		{Events: unix.EPOLLIN, Fd: int32(r.stopFd)},
+	} {
+		if err := unix.EpollCtl(r.epfd, unix.EPOLL_CTL_ADD, int(w.Fd), &w); err != nil {
 			return fail(err)
 		}
 	}

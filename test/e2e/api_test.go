@@ -84,36 +84,37 @@ func (d *Daemon) Processes() []APIProcess {
 // ssCount counts sockets in state on port as ss sees them.
 func ssCount(t *testing.T, state string, port int) int {
 	t.Helper()
-	out, err := exec.Command("ss", "-Htn", "state", state, fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)).Output()
+	return len(ssRows(t, state, fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)))
+}
+
+// ssRows lists the sockets in state matching filter, one ss line each:
+// Recv-Q, Send-Q, local and peer address.
+func ssRows(t *testing.T, state, filter string) [][]string {
+	t.Helper()
+	out, err := exec.Command("ss", "-Htn", "state", state, filter).Output()
 	if err != nil {
 		t.Fatalf("ss: %v", err)
 	}
-	n := 0
+	var rows [][]string
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if line != "" {
-			n++
+		if f := strings.Fields(line); len(f) > 0 {
+			rows = append(rows, f)
 		}
 	}
-	return n
+	return rows
 }
 
 // ssTimeWaitFrom counts the TIME_WAIT sockets towards port whose local
 // port is one of from.
 func ssTimeWaitFrom(t *testing.T, port int, from map[int]bool) int {
 	t.Helper()
-	out, err := exec.Command("ss", "-Htn", "state", "time-wait", fmt.Sprintf("( dport = :%d )", port)).Output()
-	if err != nil {
-		t.Fatalf("ss: %v", err)
-	}
 	n := 0
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
+	for _, f := range ssRows(t, "time-wait", fmt.Sprintf("( dport = :%d )", port)) {
 		if len(f) < 4 {
 			continue
 		}
 		local := f[len(f)-2]
-		p, err := strconv.Atoi(local[strings.LastIndexByte(local, ':')+1:])
-		if err == nil && from[p] {
+		if p, err := strconv.Atoi(local[strings.LastIndexByte(local, ':')+1:]); err == nil && from[p] {
 			n++
 		}
 	}
