@@ -719,25 +719,18 @@ int BPF_PROG(on_timer_expire, struct timer_list *timer)
 }
 
 /*
- * Run by user space every poll interval over tw_watch: finalizes cancelled
- * timewait sockets and finds substate switches that re-armed the timer
- * within its wheel bucket (no tracepoint fires then).
+ * One watched timewait socket, for poll_timewaits: finalizes a cancelled
+ * one and finds a substate switch that re-armed the timer within its wheel
+ * bucket (no tracepoint fires then).
  */
-SEC("iter/bpf_map_elem")
-int poll_timewaits(struct bpf_iter__bpf_map_elem *ctx)
+static long poll_one(struct bpf_map *map, const __u64 *keyp, __u8 *val,
+		     void *ctx)
 {
 	struct inet_timewait_sock *tw;
 	struct tw_info *info;
-	__u64 *keyp = ctx->key, key, now = bpf_ktime_get_ns();
+	__u64 key = *keyp, now = bpf_ktime_get_ns();
 	__u8 sub;
 
-	if (!keyp) {
-		/* End of the walk: a clock sample for measuring HZ. */
-		clock_jiffies = bpf_jiffies64();
-		clock_ns = bpf_ktime_get_ns();
-		return 0;
-	}
-	key = *keyp;
 	info = bpf_map_lookup_elem(&timewaits, &key);
 	if (!info) {
 		unwatch(key);
@@ -786,6 +779,26 @@ int poll_timewaits(struct bpf_iter__bpf_map_elem *ctx)
 	}
 	if (sub != TCP_FIN_WAIT2)
 		unwatch(key);
+	return 0;
+}
+
+/*
+ * Run by user space every poll interval: walks tw_watch with poll_one.
+ * A task iterator is only the trigger (user space walks one task, or all
+ * where the kernel cannot filter): its programs load where map-element
+ * iterators are refused (some LSM policies), and the walk reads timewait
+ * sockets by address, so it covers every network namespace.
+ */
+SEC("iter/task")
+int poll_timewaits(struct bpf_iter__task *ctx)
+{
+	if (ctx->task)
+		return 0; /* the end of the walk is the trigger */
+	if (watched)
+		bpf_for_each_map_elem(&tw_watch, poll_one, NULL, 0);
+	/* A clock sample for measuring HZ. */
+	clock_jiffies = bpf_jiffies64();
+	clock_ns = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -884,9 +897,15 @@ int snapshot_files(struct bpf_iter__task_file *ctx)
 	if (!r.family)
 		return 0;
 
+	/* Read, not taken with bpf_get_socket_cookie: the verifier refuses
+	 * the helper on this untrusted pointer on some kernels. Every socket
+	 * the tracepoint or the start-up snapshot saw has one; one without
+	 * (never connected, or in a namespace nobody walked) is not tracked. */
+	r.cookie = sk->__sk_common.skc_cookie.counter;
+	if (!r.cookie)
+		return 0;
 	r.kind = RECORD_FILE;
 	r.ts_ns = bpf_ktime_get_ns();
-	r.cookie = bpf_get_socket_cookie(sk);
 	r.pid = task->tgid;
 	r.aux = ctx->fd;
 	r.owner_src = OWNER_FILE;

@@ -31,6 +31,7 @@ func cmdRun(args []string) int {
 		family   familyFlag
 		port     portFlag
 		pid      pidFlag
+		disabled featuresFlag
 		ring     = sizeFlag(8 << 20)
 		format   = fs.String("format", "auto", "event format: json (one object per line), text (aligned), or auto: text on a terminal, json otherwise")
 		ready    = fs.String("ready-file", "", "write this file (pid and API address, JSON) once tracing has started")
@@ -56,6 +57,7 @@ func cmdRun(args []string) int {
 	fs.Var(&port, "port", "only sockets with this local or remote port")
 	fs.Var(&pid, "pid", "only sockets owned by this process")
 	fs.Var(&ring, "ring-size", "ring buffer size, a power of two (e.g. 8M)")
+	fs.Var(&disabled, "disable-feature", "features not to load, comma separated: "+featureList()+" (tcpstated check lists them)")
 	fs.Var(&memLimit, "memory-limit", "soft limit for the Go heap (the GC works harder near it; GOMEMLIMIT in the environment wins)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: tcpstated [run] [flags]\n\nTrace every TCP state change until SIGINT or SIGTERM; SIGHUP reopens file sinks.\n\nFlags:\n")
@@ -139,6 +141,7 @@ func cmdRun(args []string) int {
 		Filter:       events.Filter{Pid: uint32(pid), Port: uint16(port), Family: events.Family(family), States: states},
 		RingBytes:    int(ring),
 		MaxTimeWait:  *maxTW,
+		Disabled:     disabled,
 		QueueLen:     *queue,
 		PollInterval: *pollIv,
 		ScanInterval: *scanIv,

@@ -119,3 +119,28 @@ func (s *sizeFlag) Set(v string) error {
 	*s = sizeFlag(n * mult)
 	return nil
 }
+
+// featuresFlag takes feature names, repeated or comma separated.
+type featuresFlag []events.Feature
+
+func (f *featuresFlag) String() string {
+	names := make([]string, len(*f))
+	for i, x := range *f {
+		names[i] = string(x)
+	}
+	return strings.Join(names, ",")
+}
+
+func (f *featuresFlag) Set(v string) error {
+	for _, name := range strings.Split(v, ",") {
+		x, err := events.ParseFeature(strings.TrimSpace(name))
+		if err != nil {
+			return err
+		}
+		if x == events.FeatureCore {
+			return fmt.Errorf("the core cannot be disabled")
+		}
+		*f = append(*f, x)
+	}
+	return nil
+}

@@ -38,19 +38,21 @@ func badRequest(w http.ResponseWriter, format string, args ...any) {
 
 // Health says whether tracing runs and what it cannot see.
 type Health struct {
-	Status        string   `json:"status"`
-	UptimeS       float64  `json:"uptime_s"`
-	Records       uint64   `json:"records"`
-	Events        uint64   `json:"events"`
-	Lost          uint64   `json:"lost"`
-	Skipped       uint64   `json:"skipped"`
-	DecodeErrors  uint64   `json:"decode_errors"`
-	Sockets       int      `json:"sockets"`
-	SocketsMax    int      `json:"sockets_max"`
-	TableFull     uint64   `json:"socket_table_full"`
-	TimeWaitTable uint64   `json:"timewait_table_full"`
-	OldTimeWaits  uint64   `json:"timewait_preexisting_skipped"`
-	Warnings      []string `json:"warnings,omitempty"`
+	Status        string  `json:"status"`
+	UptimeS       float64 `json:"uptime_s"`
+	Records       uint64  `json:"records"`
+	Events        uint64  `json:"events"`
+	Lost          uint64  `json:"lost"`
+	Skipped       uint64  `json:"skipped"`
+	DecodeErrors  uint64  `json:"decode_errors"`
+	Sockets       int     `json:"sockets"`
+	SocketsMax    int     `json:"sockets_max"`
+	TableFull     uint64  `json:"socket_table_full"`
+	TimeWaitTable uint64  `json:"timewait_table_full"`
+	OldTimeWaits  uint64  `json:"timewait_preexisting_skipped"`
+	// Features: what runs; a refused one makes the status "degraded".
+	Features []events.FeatureStatus `json:"features"`
+	Warnings []string               `json:"warnings,omitempty"`
 }
 
 func (d *Daemon) health() Health {
@@ -63,10 +65,15 @@ func (d *Daemon) health() Health {
 	if c, err := d.tracer.Counters(); err == nil {
 		h.Lost, h.TimeWaitTable, h.OldTimeWaits, h.Skipped = c.Lost, c.TimeWaitFull, c.OldTimeWaitSkipped, c.RecursionMisses
 	}
-	if w := d.tracer.TimeWaitUnavailable(); w != nil {
-		h.Warnings = append(h.Warnings, w.Error())
+	h.Features = d.tracer.Features()
+	refused := false
+	for _, f := range h.Features {
+		if f.State == events.FeatureRefused {
+			refused = true
+			h.Warnings = append(h.Warnings, "feature "+string(f.Name)+" refused by the kernel ("+f.Problem()+"); without it: "+f.Loses)
+		}
 	}
-	if h.Lost > 0 || h.Skipped > 0 || h.TableFull > 0 || h.TimeWaitTable > 0 {
+	if refused || h.Lost > 0 || h.Skipped > 0 || h.TableFull > 0 || h.TimeWaitTable > 0 {
 		h.Status = "degraded"
 	}
 	return h

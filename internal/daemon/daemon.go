@@ -32,6 +32,7 @@ type Options struct {
 
 	RingBytes    int
 	MaxTimeWait  int
+	Disabled     []events.Feature // features not to load
 	QueueLen     int
 	PollInterval time.Duration // ring buffer and timewait poll
 	ScanInterval time.Duration // file tables walk
@@ -102,18 +103,20 @@ func Open(opt Options) (*Daemon, error) {
 		Filter:      opt.Filter,
 		RingBytes:   opt.RingBytes,
 		MaxTimeWait: opt.MaxTimeWait,
+		Disabled:    opt.Disabled,
 	})
 	if err != nil {
 		d.fanout.Close()
 		return nil, err
 	}
 	d.tracer = tr
-	if w := tr.TimeWaitUnavailable(); w != nil {
-		d.log.Warn().Err(w).Msg("TIME_WAIT entries and exits will not be reported")
-	} else if hz, err := tr.MeasureHZ(100 * time.Millisecond); err != nil {
-		d.log.Warn().Err(err).Msg("kernel tick rate unknown: FIN_WAIT2 -> TIME_WAIT switches seen late are dated when seen")
-	} else {
-		d.log.Debug().Uint32("hz", hz).Msg("kernel tick rate")
+	d.logFeatures()
+	if tr.Enabled(events.FeatureTimeWait) {
+		if hz, err := tr.MeasureHZ(100 * time.Millisecond); err != nil {
+			d.log.Warn().Err(err).Msg("kernel tick rate unknown: FIN_WAIT2 -> TIME_WAIT switches seen late are dated when seen")
+		} else {
+			d.log.Debug().Uint32("hz", hz).Msg("kernel tick rate")
+		}
 	}
 
 	d.trk = tracker.New(opt.Tracker, events.MonotonicNow)
@@ -131,17 +134,11 @@ func Open(opt Options) (*Daemon, error) {
 	}
 
 	// What existed before us: sockets first, so owners attach to rows.
-	n := 0
-	if err := tr.Sockets(func(ev *events.Event) { d.trk.Apply(ev, d.write); n++ }); err != nil {
-		d.Close()
-		return nil, fmt.Errorf("start-up socket snapshot: %w", err)
-	}
+	d.snapshot()
 	if err := d.scanFiles(true); err != nil {
-		d.Close()
-		return nil, fmt.Errorf("start-up file table walk: %w", err)
+		d.log.Error().Err(err).Msg("start-up file table walk failed: owners and fds come from later walks")
 	}
 	d.fanout.Flush()
-	d.log.Info().Int("sockets", n).Msg("found existing TCP sockets")
 
 	if opt.Listen != "" {
 		if err := d.serve(opt.Listen); err != nil {
@@ -164,6 +161,9 @@ func (d *Daemon) scanFiles(force bool) error {
 		return nil
 	}
 	d.lastScan = time.Now()
+	if !d.tracer.Enabled(events.FeatureFiles) {
+		return nil
+	}
 	d.trk.BeginFileScan()
 	err := d.tracer.Files(d.trk.ApplyFile)
 	d.trk.EndFileScan()

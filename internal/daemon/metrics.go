@@ -24,18 +24,20 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 	st := d.trk.Stats()
 	cfg := d.trk.Config()
 	s := metrics.Snapshot{
-		Build:            buildInfo(),
-		StartTime:        d.started,
-		TimeWaitTracking: d.tracer.TimeWaitUnavailable() == nil,
-		RecordsRead:      d.records.Load(),
-		EventsWritten:    d.emitted.Load(),
-		DecodeErrors:     d.badRecs.Load(),
+		Build:         buildInfo(),
+		StartTime:     d.started,
+		RecordsRead:   d.records.Load(),
+		EventsWritten: d.emitted.Load(),
+		DecodeErrors:  d.badRecs.Load(),
 		Table: metrics.Table{
 			Entries: st.Sockets, Capacity: st.SocketsMax, Full: st.TableFull,
 			ProcessesEvicted: st.ProcessesEvicted, CommOverflow: st.CommsOverflow,
 			CommLimit: cfg.MaxComms, UnknownTimeWaitEnds: st.UnknownTimeWaitEnds,
 		},
 		Bounds: bucketBounds,
+	}
+	for _, f := range d.tracer.Features() {
+		s.Features = append(s.Features, metrics.Feature{Name: string(f.Name), On: f.On()})
 	}
 	if c, err := d.tracer.Counters(); err == nil {
 		s.Kernel = &metrics.Kernel{

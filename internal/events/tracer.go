@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/tcpstated/tcpstated/internal/netns"
 )
 
 // Filter selects transitions in the kernel; zero values select all.
@@ -37,30 +38,46 @@ type Config struct {
 	WakeupBytes int
 	// Kallsyms is read for tw_timer_handler; empty means /proc/kallsyms.
 	Kallsyms string
+	// Disabled features are not loaded (the core cannot be disabled).
+	Disabled []Feature
 }
 
 // Tracer owns the loaded programs, their links and the ring-buffer reader.
 type Tracer struct {
-	objs  tcpstatedObjects
-	links []link.Link
-	ring  *ring
+	maps     tcpstatedMaps
+	vars     tcpstatedVariables
+	loaded   *openLoaded
+	links    []link.Link
+	iters    map[string]*link.Iter // attached iterators, opened per walk
+	ring     *ring
+	features []FeatureStatus
 	// stopping: Stop was called; Poll drains what is left and ends.
 	stopping atomic.Bool
 	readMu   sync.Mutex // held by Poll; Close takes it before unmapping
 	hz       uint32
-	twWarn   error
 	closed   atomic.Bool
 	linksMu  sync.Mutex
 	pollMu   sync.Mutex
 }
 
-// TimeWaitUnavailable says why TIME_WAIT cannot be followed, or nil.
-func (t *Tracer) TimeWaitUnavailable() error { return t.twWarn }
+// Features says which features run, and why the others do not.
+func (t *Tracer) Features() []FeatureStatus { return t.features }
+
+// Enabled says whether a feature runs.
+func (t *Tracer) Enabled(f Feature) bool {
+	for _, st := range t.features {
+		if st.Name == f {
+			return st.On()
+		}
+	}
+	return false
+}
 
 // HZ is the kernel's tick rate, as measured at start.
 func (t *Tracer) HZ() uint32 { return t.hz }
 
-// Open checks the system, loads and attaches every program.
+// Open checks the system, loads the core and every feature the kernel
+// allows, and attaches them. It fails only when the core cannot run.
 func Open(cfg Config) (*Tracer, error) {
 	if err := Preflight(); err != nil {
 		return nil, err
@@ -79,66 +96,65 @@ func Open(cfg Config) (*Tracer, error) {
 	if cfg.Kallsyms == "" {
 		cfg.Kallsyms = "/proc/kallsyms"
 	}
+	disabled := map[Feature]bool{}
+	for _, f := range cfg.Disabled {
+		if f == FeatureCore {
+			return nil, errors.New("the core cannot be disabled")
+		}
+		disabled[f] = true
+	}
 	spec, err := loadTcpstated()
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
 	}
-	t := &Tracer{}
-	twFn, err := KernelSymbol(cfg.Kallsyms, "tw_timer_handler")
-	if err != nil {
-		// Hidden addresses: the ksym iterator needs no CAP_SYSLOG.
-		if addr, kerr := ksymAddress("tw_timer_handler"); kerr == nil {
-			twFn, err = addr, nil
-		} else {
-			err = fmt.Errorf("%w; and %w", err, kerr)
-		}
-	}
-	if err != nil {
-		t.twWarn = fmt.Errorf("TIME_WAIT cannot be followed: %w", err)
+	var twFn uint64
+	var twErr error
+	if !disabled[FeatureTimeWait] {
+		twFn, twErr = timerHandler(cfg.Kallsyms)
 	}
 	var states uint32
 	for _, s := range cfg.Filter.States {
 		states |= 1 << s
 	}
 	set := map[string]any{
-		"filter_pid":    cfg.Filter.Pid,
-		"filter_port":   cfg.Filter.Port,
-		"filter_family": uint8(cfg.Filter.Family),
-		"filter_states": states,
-		"tw_timer_fn":   twFn,
-		"wakeup_bytes":  uint64(cfg.WakeupBytes),
+		tcpstatedVarFilterPid:    cfg.Filter.Pid,
+		tcpstatedVarFilterPort:   cfg.Filter.Port,
+		tcpstatedVarFilterFamily: uint8(cfg.Filter.Family),
+		tcpstatedVarFilterStates: states,
+		tcpstatedVarTwTimerFn:    twFn,
+		tcpstatedVarWakeupBytes:  uint64(cfg.WakeupBytes),
 		// Half the table at most for TIME_WAITs from before tracing.
-		"max_preexisting_tw": uint32(cfg.MaxTimeWait / 2),
+		tcpstatedVarMaxPreexistingTw: uint32(cfg.MaxTimeWait / 2),
 	}
 	for name, v := range set {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("setting %s: %w", name, err)
 		}
 	}
-	spec.Maps["events"].MaxEntries = uint32(cfg.RingBytes)
-	spec.Maps["timewaits"].MaxEntries = uint32(cfg.MaxTimeWait)
-	spec.Maps["tw_watch"].MaxEntries = uint32(max(cfg.MaxTimeWait/2, 1024))
+	spec.Maps[tcpstatedMapEvents].MaxEntries = uint32(cfg.RingBytes)
+	spec.Maps[tcpstatedMapTimewaits].MaxEntries = uint32(cfg.MaxTimeWait)
+	spec.Maps[tcpstatedMapTwWatch].MaxEntries = uint32(max(cfg.MaxTimeWait/2, 1024))
+	if adjustSpec != nil {
+		adjustSpec(spec)
+	}
 
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
-		return nil, explainLoad(err)
+	loaded, err := loadAll(spec, disabled, twErr)
+	if err != nil {
+		return nil, err
 	}
-	attach := []*ebpf.Program{t.objs.OnStateNested, t.objs.OnState}
-	if twFn != 0 {
-		attach = append(attach, t.objs.OnTimerStart, t.objs.OnTimerCancel, t.objs.OnTimerExpire)
+	t := &Tracer{loaded: loaded, features: loaded.features, iters: map[string]*link.Iter{}}
+	if err := loaded.maps.Assign(&t.maps); err == nil {
+		err = loaded.maps.Assign(&t.vars)
 	}
-	// Attached from the end of the list: the state program after the
-	// timer programs (a timewait socket born after it must find them in
-	// place), and its nested stand-in after it, since a tracepoint runs
-	// its programs in the order they were attached.
-	for i := len(attach) - 1; i >= 0; i-- {
-		l, err := link.AttachTracing(link.TracingOptions{Program: attach[i], AttachType: ebpf.AttachTraceRawTp})
-		if err != nil {
-			t.Close()
-			return nil, fmt.Errorf("attaching %s: %w", attach[i], explainLoad(err))
-		}
-		t.links = append(t.links, l)
+	if err != nil {
+		t.Close()
+		return nil, err
 	}
-	t.ring, err = newRing(t.objs.Events)
+	if err := t.attach(); err != nil {
+		t.Close()
+		return nil, err
+	}
+	t.ring, err = newRing(t.maps.Events)
 	if err != nil {
 		t.Close()
 		return nil, fmt.Errorf("opening the ring buffer: %w", err)
@@ -146,20 +162,97 @@ func Open(cfg Config) (*Tracer, error) {
 	return t, nil
 }
 
-// explainLoad turns a loader error into one that says what to do.
+// timerHandler finds the address of tw_timer_handler, the timewait
+// sockets' timer function: from kallsyms, or where addresses are hidden
+// there, with the ksym iterator (which needs no CAP_SYSLOG).
+func timerHandler(kallsyms string) (uint64, error) {
+	addr, err := KernelSymbol(kallsyms, "tw_timer_handler")
+	if err == nil {
+		return addr, nil
+	}
+	addr, kerr := ksymAddress("tw_timer_handler")
+	if kerr == nil {
+		return addr, nil
+	}
+	return 0, fmt.Errorf("tw_timer_handler's address is unknown: %w; and %w", err, kerr)
+}
+
+// attach attaches each loaded feature, the timer programs before the state
+// program (a timewait socket born after it must find them in place) and
+// the nested stand-in after it, since a tracepoint runs its programs in the
+// order they were attached. A feature that fails to attach is refused.
+func (t *Tracer) attach() error {
+	tracing := func(names ...string) (string, error) {
+		for _, name := range names {
+			l, err := link.AttachTracing(link.TracingOptions{Program: t.loaded.progs[name], AttachType: ebpf.AttachTraceRawTp})
+			if err != nil {
+				return name, err
+			}
+			t.links = append(t.links, l)
+		}
+		return "", nil
+	}
+	iter := func(name string, task bool) error {
+		var it *link.Iter
+		var err error
+		if task {
+			it, err = attachTaskIter(t.loaded.progs[name])
+		} else {
+			it, err = link.AttachIter(link.IterOptions{Program: t.loaded.progs[name]})
+		}
+		if err == nil {
+			t.iters[name] = it
+		}
+		return err
+	}
+	if st := t.loaded.status(FeatureTimeWait); st.On() {
+		before := len(t.links)
+		prog, err := tracing(tcpstatedProgOnTimerStart, tcpstatedProgOnTimerCancel, tcpstatedProgOnTimerExpire)
+		if err == nil {
+			prog = tcpstatedProgPollTimewaits
+			err = iter(prog, true)
+		}
+		if err != nil {
+			t.detachFrom(before)
+			st.refuse(prog, err)
+		}
+	}
+	for _, f := range []struct {
+		feature Feature
+		prog    string
+	}{{FeatureSnapshot, tcpstatedProgSnapshotSockets}, {FeatureFiles, tcpstatedProgSnapshotFiles}} {
+		if st := t.loaded.status(f.feature); st.On() {
+			if err := iter(f.prog, false); err != nil {
+				st.refuse(f.prog, err)
+			}
+		}
+	}
+	if prog, err := tracing(tcpstatedProgOnState, tcpstatedProgOnStateNested); err != nil {
+		return coreRefused(prog, err)
+	}
+	t.features = t.loaded.features
+	return nil
+}
+
+// detachFrom closes the links attached since the first n.
+func (t *Tracer) detachFrom(n int) {
+	for _, l := range t.links[n:] {
+		l.Close()
+	}
+	t.links = t.links[:n]
+}
+
+// explainLoad turns an error creating maps into one that says what to do.
+// Program refusals are reported by KernelReason, per feature.
 func explainLoad(err error) error {
-	var ve *ebpf.VerifierError
 	switch {
-	case errors.Is(err, os.ErrPermission):
+	case errors.Is(err, os.ErrPermission) && len(MissingCapabilities()) > 0:
 		return fmt.Errorf("%w: loading BPF needs CAP_BPF and CAP_PERFMON (run as root)", err)
-	case errors.As(err, &ve):
-		return fmt.Errorf("the kernel's verifier rejected a program (is the kernel >= %d.%d?): %+v",
-			MinKernel[0], MinKernel[1], ve)
 	case errors.Is(err, ebpf.ErrNotSupported):
 		return fmt.Errorf("%w: this kernel lacks a BPF feature tcpstated needs (kernel >= %d.%d with BTF)",
 			err, MinKernel[0], MinKernel[1])
 	}
-	return err
+	return fmt.Errorf("%s", KernelReason(err))
 }
 
 // Poll waits up to interval for records (less when the kernel wakes it),
@@ -236,7 +329,14 @@ func (t *Tracer) Close() error {
 		t.ring.close()
 		t.readMu.Unlock()
 	}
-	return t.objs.Close()
+	t.pollMu.Lock()
+	for _, it := range t.iters {
+		it.Close()
+	}
+	t.iters = nil
+	t.pollMu.Unlock()
+	t.loaded.close()
+	return nil
 }
 
 // Counters is what the kernel side counted, summed over CPUs.
@@ -263,7 +363,7 @@ func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
 	read := func(idx uint32) (uint64, []uint64, error) {
 		var per []uint64
-		if err := t.objs.Counters.Lookup(idx, &per); err != nil {
+		if err := t.maps.Counters.Lookup(idx, &per); err != nil {
 			return 0, nil, fmt.Errorf("reading counter %d: %w", idx, err)
 		}
 		var sum uint64
@@ -283,61 +383,74 @@ func (t *Tracer) Counters() (Counters, error) {
 			c.LostPerCPU = per
 		}
 	}
-	if st, err := t.objs.OnState.Stats(); err == nil && st.RecursionMisses > c.NestedRecovered {
+	progs := t.loaded.progs
+	if st, err := progs[tcpstatedProgOnState].Stats(); err == nil && st.RecursionMisses > c.NestedRecovered {
 		c.RecursionMisses = st.RecursionMisses - c.NestedRecovered
 	}
-	for _, p := range []*ebpf.Program{t.objs.OnTimerStart, t.objs.OnTimerCancel, t.objs.OnTimerExpire} {
-		if st, err := p.Stats(); err == nil {
-			c.TimerRecursionMisses += st.RecursionMisses
+	for _, name := range []string{tcpstatedProgOnTimerStart, tcpstatedProgOnTimerCancel, tcpstatedProgOnTimerExpire} {
+		if p := progs[name]; p != nil {
+			if st, err := p.Stats(); err == nil {
+				c.TimerRecursionMisses += st.RecursionMisses
+			}
 		}
 	}
 	return c, nil
 }
 
-// runIter attaches an iterator program, reads it to the end and decodes
-// every record. The programs write whole records, so a short read is a bug.
-func runIter(prog *ebpf.Program, m *ebpf.Map, fn func(*Event)) error {
-	it, err := link.AttachIter(link.IterOptions{Program: prog, Map: m})
-	if err != nil {
-		return fmt.Errorf("attaching iterator %s: %w", prog, explainLoad(err))
+// ErrFeatureOff: the walk belongs to a feature that does not run.
+var ErrFeatureOff = errors.New("feature off")
+
+// walk opens an attached iterator, reads it to the end and decodes every
+// record. The programs write whole records, so a short read is a bug.
+// open runs where the iterator must be created (a network namespace).
+func (t *Tracer) walk(name string, open func(func() error) error, fn func(*Event)) error {
+	t.pollMu.Lock()
+	defer t.pollMu.Unlock()
+	it := t.iters[name]
+	if it == nil {
+		return ErrFeatureOff
 	}
-	defer it.Close()
-	rd, err := it.Open()
-	if err != nil {
-		return fmt.Errorf("opening iterator %s: %w", prog, err)
-	}
-	defer rd.Close()
-	// Record by record through a small buffer: a walk of 100k sockets
-	// must not hold all of them in memory at once.
-	br := bufio.NewReaderSize(rd, 64<<10)
-	var ev Event
-	rec := make([]byte, RecordSize)
-	for {
-		_, err := io.ReadFull(br, rec)
-		switch {
-		case err == io.EOF:
-			return nil
-		case err == io.ErrUnexpectedEOF:
-			return fmt.Errorf("iterator %s: a partial record at the end", prog)
-		case err != nil:
-			return fmt.Errorf("reading iterator %s: %w", prog, err)
+	return open(func() error {
+		rd, err := it.Open()
+		if err != nil {
+			return fmt.Errorf("opening iterator %s: %w", name, err)
 		}
-		if err := Decode(rec, &ev); err != nil {
-			return fmt.Errorf("iterator %s: %w", prog, err)
+		defer rd.Close()
+		// Record by record through a small buffer: a walk of 100k
+		// sockets must not hold all of them in memory at once.
+		br := bufio.NewReaderSize(rd, 64<<10)
+		var ev Event
+		rec := make([]byte, RecordSize)
+		for {
+			_, err := io.ReadFull(br, rec)
+			switch {
+			case err == io.EOF:
+				return nil
+			case err == io.ErrUnexpectedEOF:
+				return fmt.Errorf("iterator %s: a partial record at the end", name)
+			case err != nil:
+				return fmt.Errorf("reading iterator %s: %w", name, err)
+			}
+			if err := Decode(rec, &ev); err != nil {
+				return fmt.Errorf("iterator %s: %w", name, err)
+			}
+			fn(&ev)
 		}
-		fn(&ev)
-	}
+	})
 }
 
-// Sockets walks every TCP socket of the daemon's network namespace,
-// timewait ones included (KindSocket events).
-func (t *Tracer) Sockets(fn func(*Event)) error {
-	return runIter(t.objs.SnapshotSockets, nil, fn)
+func here(fn func() error) error { return fn() }
+
+// Sockets walks every TCP socket of one network namespace, timewait ones
+// included (KindSocket events). The iterator sees the namespace it is
+// created in, so it is created inside ns.
+func (t *Tracer) Sockets(ns netns.NS, fn func(*Event)) error {
+	return t.walk(tcpstatedProgSnapshotSockets, func(open func() error) error { return netns.Do(ns, open) }, fn)
 }
 
-// Files walks every process's file table for TCP sockets (KindFile events).
+// FeatureFiles walks every process's file table for TCP sockets (KindFile events).
 func (t *Tracer) Files(fn func(*Event)) error {
-	return runIter(t.objs.SnapshotFiles, nil, fn)
+	return t.walk(tcpstatedProgSnapshotFiles, here, fn)
 }
 
 // PollTimeWaits finds substate switches and early ends of timewait
@@ -346,8 +459,11 @@ func (t *Tracer) Files(fn func(*Event)) error {
 // map, empty or not, and under a connection storm almost every poll found
 // nothing to do.
 func (t *Tracer) PollTimeWaits() error {
+	if !t.Enabled(FeatureTimeWait) {
+		return nil
+	}
 	var n uint64
-	if err := t.objs.Watched.Get(&n); err != nil {
+	if err := t.vars.Watched.Get(&n); err != nil {
 		return err
 	}
 	if n == 0 {
@@ -356,13 +472,11 @@ func (t *Tracer) PollTimeWaits() error {
 	return t.walkTimeWaits()
 }
 
-// walkTimeWaits runs the poll iterator over the watch list, even an empty
-// one: its end samples the clock (MeasureHZ).
+// walkTimeWaits runs the poll, even over an empty watch list: its end
+// samples the clock (MeasureHZ). One walk at a time (walk's lock): two
+// could report the same switch twice.
 func (t *Tracer) walkTimeWaits() error {
-	// One walk at a time: two could report the same switch twice.
-	t.pollMu.Lock()
-	defer t.pollMu.Unlock()
-	return runIter(t.objs.PollTimewaits, t.objs.TwWatch, func(*Event) {})
+	return t.walk(tcpstatedProgPollTimewaits, here, func(*Event) {})
 }
 
 // MeasureHZ finds the kernel's tick rate from two clock samples taken by
@@ -373,10 +487,10 @@ func (t *Tracer) MeasureHZ(gap time.Duration) (uint32, error) {
 		if err = t.walkTimeWaits(); err != nil {
 			return
 		}
-		if err = t.objs.ClockJiffies.Get(&j); err != nil {
+		if err = t.vars.ClockJiffies.Get(&j); err != nil {
 			return
 		}
-		err = t.objs.ClockNs.Get(&ns)
+		err = t.vars.ClockNs.Get(&ns)
 		return
 	}
 	j1, n1, err := sample()
@@ -392,7 +506,7 @@ func (t *Tracer) MeasureHZ(gap time.Duration) (uint32, error) {
 	if hz == 0 {
 		return 0, fmt.Errorf("kernel tick rate not one of 100, 250, 300, 1000 (measured %d ticks in %d ns)", j2-j1, n2-n1)
 	}
-	if err := t.objs.Hz.Set(hz); err != nil {
+	if err := t.vars.Hz.Set(hz); err != nil {
 		return 0, fmt.Errorf("setting hz: %w", err)
 	}
 	t.hz = hz
@@ -406,9 +520,4 @@ func snapHZ(measured float64) uint32 {
 		}
 	}
 	return 0
-}
-
-// ProgramNames lists the loaded programs, for logs.
-func (t *Tracer) ProgramNames() string {
-	return strings.Join([]string{"tp_btf/inet_sock_set_state", "tp_btf/timer_start", "tp_btf/timer_cancel", "tp_btf/timer_expire_entry"}, ", ")
 }

@@ -28,8 +28,10 @@ func Append(b []byte, s *Snapshot) []byte {
 		e.family("tcpstated_start_time_seconds", "gauge", "When the daemon started, in seconds since the epoch.")
 		e.float("tcpstated_start_time_seconds", float64(s.StartTime.UnixMilli())/1e3)
 	}
-	e.family("tcpstated_timewait_tracking_enabled", "gauge", "1 if timewait sockets are followed (TIME_WAIT entries and exits reported), 0 if the kernel does not allow it.")
-	e.gauge("tcpstated_timewait_tracking_enabled", b2i(s.TimeWaitTracking))
+	e.family("tcpstated_feature_enabled", "gauge", "1 if the feature runs, 0 if the kernel refused it or --disable-feature turned it off (tcpstated check, /healthz and the start-up log say why and what is missing).")
+	for _, f := range s.Features {
+		e.gauge("tcpstated_feature_enabled", b2i(f.On), "feature", f.Name)
+	}
 
 	// Pipeline: kernel -> ring buffer -> daemon -> sinks.
 	e.counter1("tcpstated_ringbuf_records_total", "Records the daemon read from the ring buffer.", s.RecordsRead)

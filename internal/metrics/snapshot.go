@@ -19,9 +19,9 @@ type Snapshot struct {
 	Build     Build
 	StartTime time.Time // when the daemon started; zero: not shown
 
-	// TimeWaitTracking is false when the kernel's timewait sockets cannot
-	// be followed: TIME_WAIT entries and exits are then not reported.
-	TimeWaitTracking bool
+	// Features are the tracer's parts the kernel may refuse, and whether
+	// each runs (tcpstated check and /healthz say why one does not).
+	Features []Feature
 
 	// The daemon's own counters.
 	RecordsRead   uint64 // ring-buffer records read
@@ -49,6 +49,12 @@ type Snapshot struct {
 // Build identifies the binary and the kernel it runs on.
 type Build struct {
 	Version, Commit, GoVersion, Kernel string
+}
+
+// Feature is one part of the tracer and whether it runs.
+type Feature struct {
+	Name string
+	On   bool
 }
 
 // Kernel holds the BPF programs' counters, summed over CPUs.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,7 +27,19 @@ type APISocket struct {
 	Sport         int     `json:"sport"`
 	Daddr         string  `json:"daddr"`
 	Dport         int     `json:"dport"`
+	Netns         uint64  `json:"netns"`
 	CloseWaitLeak bool    `json:"close_wait_leak"`
+}
+
+// OnlySockets keeps the rows of sockets in this host's namespace.
+func (h *Host) OnlySockets(socks []APISocket) []APISocket {
+	var out []APISocket
+	for _, s := range socks {
+		if s.Netns == h.Netns {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // APIProcess is one row of /api/v1/processes.
@@ -84,14 +95,26 @@ func (d *Daemon) Processes() []APIProcess {
 // ssCount counts sockets in state on port as ss sees them.
 func ssCount(t *testing.T, state string, port int) int {
 	t.Helper()
-	return len(ssRows(t, state, fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)))
+	return (&Host{}).ssCount(t, state, port)
+}
+
+// ssCount counts, inside the host's namespace, the sockets in state with
+// port at either end.
+func (h *Host) ssCount(t *testing.T, state string, port int) int {
+	t.Helper()
+	return len(h.ssRows(t, state, fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)))
 }
 
 // ssRows lists the sockets in state matching filter, one ss line each:
 // Recv-Q, Send-Q, local and peer address.
 func ssRows(t *testing.T, state, filter string) [][]string {
 	t.Helper()
-	out, err := exec.Command("ss", "-Htn", "state", state, filter).Output()
+	return (&Host{}).ssRows(t, state, filter)
+}
+
+func (h *Host) ssRows(t *testing.T, state, filter string) [][]string {
+	t.Helper()
+	out, err := h.Command("ss", "-Htn", "state", state, filter).Output()
 	if err != nil {
 		t.Fatalf("ss: %v", err)
 	}

@@ -11,8 +11,9 @@ import (
 // tcpstated sockets and top read a running daemon's API.
 func TestSocketsAndTopCommands(t *testing.T) {
 	d := StartDaemon(t, "--close-wait-threshold", "1s")
-	server, _, port := leakyServer(t)
-	checkLeakedSockets(t, d, server, port, time.Second, false)
+	h := ownHost(t)
+	server, _, port := leakyServer(t, h)
+	checkLeakedSockets(t, d, h, server, port, time.Second, false)
 
 	out, err := exec.Command(daemonBinary(t), "sockets", "--addr", d.API, "--state", "CLOSE_WAIT", "--port", fmt.Sprint(port)).CombinedOutput()
 	if err != nil {

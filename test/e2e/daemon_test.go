@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpstated/tcpstated/internal/testkit"
 )
 
 // Event is one line of the daemon's JSON stream, as a pipeline reads it.
@@ -25,6 +27,7 @@ type Event struct {
 	Owner   string   `json:"owner"`
 	FD      *int     `json:"fd"`
 	Family  string   `json:"family"`
+	Netns   uint64   `json:"netns"`
 	Saddr   string   `json:"saddr"`
 	Sport   int      `json:"sport"`
 	Daddr   string   `json:"daddr"`
@@ -87,17 +90,10 @@ func daemonBinary(t *testing.T) string {
 	return builtBin
 }
 
-// needKernel skips without the privileges to load BPF, except in CI,
-// where a kernel test that cannot run is a failure.
+// needKernel: see testkit.NeedKernel.
 func needKernel(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("kernel tests need root (CI=true: not skipping)")
-	}
-	t.Skip("kernel tests need root")
+	testkit.NeedKernel(t)
 }
 
 // Daemon is a running tcpstated writing JSON to a file.

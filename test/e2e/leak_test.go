@@ -13,14 +13,14 @@ const leakN = 5
 
 // leakyServer: a server accepts leakN connections and never closes them;
 // the clients close, so each accepted socket sits in CLOSE_WAIT.
-func leakyServer(t *testing.T) (server, client *Peer, port int) {
-	server, client = StartPeer(t), StartPeer(t)
+func leakyServer(t *testing.T, h *Host) (server, client *Peer, port int) {
+	server, client = h.StartPeer(t), h.StartPeer(t)
 	port = server.Port("listen tcp4 127.0.0.1:0")
 	client.Port("connect tcp4 127.0.0.1:%d %d", port, leakN)
 	server.Do("accept %d", leakN)
 	client.Do("close")
 	eventually(t, "ss shows the CLOSE_WAIT sockets", 5*time.Second, func() error {
-		if n := ssCount(t, "close-wait", port); n != leakN {
+		if n := h.ssCount(t, "close-wait", port); n != leakN {
 			return fmt.Errorf("ss counts %d CLOSE_WAIT, want %d", n, leakN)
 		}
 		return nil
@@ -30,11 +30,11 @@ func leakyServer(t *testing.T) (server, client *Peer, port int) {
 
 // checkLeakedSockets: the API lists exactly the leaked sockets, owned by
 // the server, each with a real descriptor of the server's.
-func checkLeakedSockets(t *testing.T, d *Daemon, server *Peer, port int, threshold time.Duration, lowerBound bool) []APISocket {
+func checkLeakedSockets(t *testing.T, d *Daemon, h *Host, server *Peer, port int, threshold time.Duration, lowerBound bool) []APISocket {
 	t.Helper()
 	var socks []APISocket
 	eventually(t, "API lists the leaked sockets past the threshold with fds", 10*time.Second, func() error {
-		socks = d.Sockets("CLOSE_WAIT", port)
+		socks = h.OnlySockets(d.Sockets("CLOSE_WAIT", port))
 		if len(socks) != leakN {
 			return fmt.Errorf("API lists %d CLOSE_WAIT sockets, want %d: %+v", len(socks), leakN, socks)
 		}
@@ -60,7 +60,7 @@ func checkLeakedSockets(t *testing.T, d *Daemon, server *Peer, port int, thresho
 			t.Errorf("fd %d of pid %d is %q (%v), want a socket", fd, server.Pid, link, err)
 		}
 	}
-	if n := ssCount(t, "close-wait", port); n != len(socks) {
+	if n := h.ssCount(t, "close-wait", port); n != len(socks) {
 		t.Errorf("ss counts %d CLOSE_WAIT sockets, the API %d", n, len(socks))
 	}
 	return socks
@@ -77,12 +77,12 @@ func leakEvents(evs []Event, kind string, port int) []Event {
 	return out
 }
 
-func checkLeakEvents(t *testing.T, d *Daemon, server *Peer, port int, socks []APISocket, threshold time.Duration, lowerBound bool) {
+func checkLeakEvents(t *testing.T, d *Daemon, h *Host, server *Peer, port int, socks []APISocket, threshold time.Duration, lowerBound bool) {
 	t.Helper()
 	evs := d.WaitFor("one close_wait_leak per socket", 10*time.Second, func(evs []Event) bool {
-		return len(leakEvents(evs, "close_wait_leak", port)) >= leakN
+		return len(leakEvents(h.Only(evs), "close_wait_leak", port)) >= leakN
 	})
-	leaks := leakEvents(evs, "close_wait_leak", port)
+	leaks := leakEvents(h.Only(evs), "close_wait_leak", port)
 	if len(leaks) != leakN {
 		t.Fatalf("%d close_wait_leak events, want %d:\n%s", len(leaks), leakN, dump(leaks))
 	}
@@ -104,21 +104,23 @@ func checkLeakEvents(t *testing.T, d *Daemon, server *Peer, port int, socks []AP
 	// Closing them resolves every leak, once.
 	server.Do("close")
 	evs = d.WaitFor("close_wait_resolved for each", 10*time.Second, func(evs []Event) bool {
-		return len(leakEvents(evs, "close_wait_resolved", port)) >= leakN
+		return len(leakEvents(h.Only(evs), "close_wait_resolved", port)) >= leakN
 	})
-	if n := len(leakEvents(evs, "close_wait_resolved", port)); n != leakN {
+	if n := len(leakEvents(h.Only(evs), "close_wait_resolved", port)); n != leakN {
 		t.Errorf("%d close_wait_resolved events, want %d", n, leakN)
 	}
-	if n := len(d.Sockets("CLOSE_WAIT", port)); n != 0 {
+	if n := len(h.OnlySockets(d.Sockets("CLOSE_WAIT", port))); n != 0 {
 		t.Errorf("API still lists %d CLOSE_WAIT sockets after close", n)
 	}
 }
 
-func TestCloseWaitLeak(t *testing.T) {
+func TestCloseWaitLeak(t *testing.T) { onHosts(t, closeWaitLeak) }
+
+func closeWaitLeak(t *testing.T, h *Host) {
 	const threshold = time.Second
 	d := StartDaemon(t, "--close-wait-threshold", threshold.String())
-	server, _, port := leakyServer(t)
-	socks := checkLeakedSockets(t, d, server, port, threshold, false)
+	server, _, port := leakyServer(t, h)
+	socks := checkLeakedSockets(t, d, h, server, port, threshold, false)
 	for _, p := range d.Processes() {
 		if p.Pid == server.Pid {
 			if p.CloseWaitLeaks != leakN || p.Sockets["CLOSE_WAIT"] != leakN {
@@ -126,26 +128,31 @@ func TestCloseWaitLeak(t *testing.T) {
 			}
 		}
 	}
-	checkLeakEvents(t, d, server, port, socks, threshold, false)
+	checkLeakEvents(t, d, h, server, port, socks, threshold, false)
 }
 
 // The same leak, created before the daemon starts: found at start-up with
 // its owner; its age is a lower bound.
-func TestCloseWaitLeakBeforeStart(t *testing.T) {
+// In a namespace of its own, the start-up snapshot must enter it.
+func TestCloseWaitLeakBeforeStart(t *testing.T) { onHosts(t, closeWaitLeakBeforeStart) }
+
+func closeWaitLeakBeforeStart(t *testing.T, h *Host) {
 	needKernel(t)
 	const threshold = time.Second
-	server, _, port := leakyServer(t)
+	server, _, port := leakyServer(t, h)
 	d := StartDaemon(t, "--close-wait-threshold", threshold.String())
-	socks := checkLeakedSockets(t, d, server, port, threshold, true)
-	checkLeakEvents(t, d, server, port, socks, threshold, true)
+	socks := checkLeakedSockets(t, d, h, server, port, threshold, true)
+	checkLeakEvents(t, d, h, server, port, socks, threshold, true)
 }
 
 // A worker that inherits the listener after listen() and accepts: the
 // accepted sockets are the worker's, with its descriptors, in the table
 // and in the events that follow.
-func TestForkedWorkerOwnsAccepted(t *testing.T) {
+func TestForkedWorkerOwnsAccepted(t *testing.T) { onHosts(t, forkedWorkerOwnsAccepted) }
+
+func forkedWorkerOwnsAccepted(t *testing.T, h *Host) {
 	d := StartDaemon(t)
-	server, client := StartPeer(t), StartPeer(t)
+	server, client := h.StartPeer(t), h.StartPeer(t)
 	port := server.Port("listen tcp4 127.0.0.1:0")
 	client.Port("connect tcp4 127.0.0.1:%d %d", port, 2)
 	workerPid := server.Port("spawnworker 2")
@@ -153,7 +160,7 @@ func TestForkedWorkerOwnsAccepted(t *testing.T) {
 		t.Fatal("worker is the server")
 	}
 	eventually(t, "accepted sockets owned by the worker", 10*time.Second, func() error {
-		socks := d.Sockets("ESTABLISHED", port)
+		socks := h.OnlySockets(d.Sockets("ESTABLISHED", port))
 		var mine int
 		for _, s := range socks {
 			if s.Sport != port {
@@ -172,20 +179,20 @@ func TestForkedWorkerOwnsAccepted(t *testing.T) {
 	client.Do("close")
 	evs := d.WaitFor("CLOSE_WAIT on both accepted sockets", 10*time.Second, func(evs []Event) bool {
 		n := 0
-		for _, e := range onPort(evs, port) {
+		for _, e := range onPort(h.Only(evs), port) {
 			if e.New == "CLOSE_WAIT" {
 				n++
 			}
 		}
 		return n == 2
 	})
-	for _, e := range onPort(evs, port) {
+	for _, e := range onPort(h.Only(evs), port) {
 		if e.New == "CLOSE_WAIT" && e.Pid != workerPid {
 			t.Errorf("%s: owner %d, want the worker %d (listener's owner is %d)", e, e.Pid, workerPid, server.Pid)
 		}
 	}
 	server.Do("stopworker")
-	for _, s := range d.Sockets("LISTEN", port) {
+	for _, s := range h.OnlySockets(d.Sockets("LISTEN", port)) {
 		if s.Pid != server.Pid {
 			t.Errorf("listener %+v: want the server %d, which called listen()", s, server.Pid)
 		}

@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(workerEnv) != "" {
 		os.Exit(runWorker())
 	}
+	if os.Getenv(holderEnv) == "1" {
+		os.Exit(runNetnsHolder())
+	}
 	os.Exit(m.Run())
 }
 
@@ -134,6 +137,13 @@ func runPeer(in io.Reader, out io.Writer) int {
 		case "closelistener":
 			ln.Close()
 			reply("ok")
+		case "netns": // the inode of the peer's network namespace
+			ino, err := netnsOf(os.Getpid())
+			if err != nil {
+				reply("err %v", err)
+				continue
+			}
+			reply("ok %d", ino)
 		case "exit":
 			return 0
 		default:
@@ -152,10 +162,14 @@ type Peer struct {
 	Pid int
 }
 
-// StartPeer starts a peer process.
+// StartPeer starts a peer process in the test's own network namespace.
 func StartPeer(t *testing.T) *Peer {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	return startPeer(t, exec.Command(os.Args[0], "-test.run=^$"))
+}
+
+func startPeer(t *testing.T, cmd *exec.Cmd) *Peer {
+	t.Helper()
 	cmd.Env = append(os.Environ(), peerEnv+"=1")
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()

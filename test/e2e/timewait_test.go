@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -21,12 +20,14 @@ func eventTime(t *testing.T, e Event) time.Time {
 
 // clientTimeWait makes one client-closes-first connection and returns the
 // client's FIN_WAIT2>TIME_WAIT event.
-func clientTimeWait(t *testing.T, d *Daemon) (client *Peer, port int, entry Event) {
-	server, client := StartPeer(t), StartPeer(t)
+func clientTimeWait(t *testing.T, d *Daemon, h *Host) (client *Peer, port int, entry Event) {
+	server, client := h.StartPeer(t), h.StartPeer(t)
 	port = server.Port("listen tcp4 127.0.0.1:0")
 	oneConnection(server, client, "tcp4", port)
-	evs := d.WaitFor("FIN_WAIT2>TIME_WAIT", 10*time.Second, lastSteps(port, "FIN_WAIT2>TIME_WAIT"))
-	for _, e := range onPort(evs, port) {
+	evs := d.WaitFor("FIN_WAIT2>TIME_WAIT", 10*time.Second, func(evs []Event) bool {
+		return lastSteps(port, "FIN_WAIT2>TIME_WAIT")(h.Only(evs))
+	})
+	for _, e := range onPort(h.Only(evs), port) {
 		if e.New == "TIME_WAIT" {
 			entry = e
 		}
@@ -51,23 +52,25 @@ func exitOf(t *testing.T, d *Daemon, entry Event, timeout time.Duration) Event {
 		return false
 	})
 	if exit.Pid != entry.Pid || exit.New != "CLOSE" || exit.Sport != entry.Sport || exit.Dport != entry.Dport ||
-		exit.Saddr != entry.Saddr || exit.Daddr != entry.Daddr || exit.DurMs == nil {
+		exit.Saddr != entry.Saddr || exit.Daddr != entry.Daddr || exit.Netns != entry.Netns || exit.DurMs == nil {
 		t.Fatalf("exit %+v does not continue entry %+v", exit, entry)
 	}
 	return exit
 }
 
 // Ended early with ss -K: the exit carries the time actually spent.
-func TestTimeWaitKilled(t *testing.T) {
+func TestTimeWaitKilled(t *testing.T) { onHosts(t, timeWaitKilled) }
+
+func timeWaitKilled(t *testing.T, h *Host) {
 	d := StartDaemon(t)
-	_, port, entry := clientTimeWait(t, d)
+	_, port, entry := clientTimeWait(t, d, h)
 	time.Sleep(1500 * time.Millisecond)
 	// The kill happens somewhere while ss runs: starting ss alone can take
 	// a few hundred ms under qemu TCG.
 	before := time.Now()
-	out, err := exec.Command("ss", "-K", "-tn", "state", "time-wait", fmt.Sprintf("( dport = :%d )", port)).CombinedOutput()
+	out, err := h.Command("ss", "-K", "-tn", "state", "time-wait", fmt.Sprintf("( dport = :%d )", port)).CombinedOutput()
 	after := time.Now()
-	if n := ssCount(t, "time-wait", port); n != 0 {
+	if n := h.ssCount(t, "time-wait", port); n != 0 {
 		t.Fatalf("ss -K left %d TIME_WAIT sockets (%v: %s)", n, err, out)
 	}
 	exit := exitOf(t, d, entry, 5*time.Second)
@@ -91,7 +94,7 @@ func TestTimeWaitExpires(t *testing.T) {
 		t.Skip("waits 60 s for a TIME_WAIT to expire; not in -short")
 	}
 	d := StartDaemon(t)
-	_, port, entry := clientTimeWait(t, d)
+	_, port, entry := clientTimeWait(t, d, ownHost(t))
 	// Watch the kernel's own view for when the socket goes away.
 	var gone time.Time
 	deadline := time.Now().Add(75 * time.Second)
@@ -125,7 +128,7 @@ func TestTimeWaitExpires(t *testing.T) {
 // shown as FIN_WAIT2 (not TIME_WAIT), reported stuck past the threshold.
 func TestOrphanedFinWait2(t *testing.T) {
 	d := StartDaemon(t, "--fin-wait2-threshold", "1s")
-	_, client, port := leakyServer(t)
+	_, client, port := leakyServer(t, ownHost(t))
 	eventually(t, "clients in FIN_WAIT2, held by timewait sockets", 10*time.Second, func() error {
 		socks := d.Sockets("FIN_WAIT2", port)
 		if len(socks) != leakN {
@@ -218,5 +221,60 @@ func TestTimeWaitPressure(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("client %d not in /api/v1/processes", client.Pid)
+	}
+}
+
+// A TIME_WAIT from before the daemon started is found by the start-up
+// snapshot (in a namespace of its own, the snapshot must enter it) and
+// followed to its end.
+func TestTimeWaitBeforeStart(t *testing.T) { onHosts(t, timeWaitBeforeStart) }
+
+func timeWaitBeforeStart(t *testing.T, h *Host) {
+	needKernel(t)
+	server, client := h.StartPeer(t), h.StartPeer(t)
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	local := oneConnection(server, client, "tcp4", port)
+	eventually(t, "ss shows the TIME_WAIT", 5*time.Second, func() error {
+		if n := h.ssCount(t, "time-wait", port); n != 1 {
+			return fmt.Errorf("ss counts %d TIME_WAIT, want 1", n)
+		}
+		return nil
+	})
+	d := StartDaemon(t)
+	var row APISocket
+	eventually(t, "the API lists the TIME_WAIT", 5*time.Second, func() error {
+		socks := h.OnlySockets(d.Sockets("TIME_WAIT", port))
+		if len(socks) != 1 {
+			return fmt.Errorf("%d TIME_WAIT rows, want 1: %+v", len(socks), socks)
+		}
+		row = socks[0]
+		return nil
+	})
+	if row.Sport != local || row.Dport != port || !row.AgeLowerBound || row.Saddr != "127.0.0.1" {
+		t.Errorf("row %+v: want 127.0.0.1:%d -> :%d, age a lower bound", row, local, port)
+	}
+	out, err := h.Command("ss", "-K", "-tn", "state", "time-wait", fmt.Sprintf("( dport = :%d )", port)).CombinedOutput()
+	if n := h.ssCount(t, "time-wait", port); n != 0 {
+		t.Fatalf("ss -K left %d TIME_WAIT sockets (%v: %s)", n, err, out)
+	}
+	evs := d.WaitFor("the early end of the TIME_WAIT", 5*time.Second, func(evs []Event) bool {
+		for _, e := range evs {
+			if e.Cookie == row.Cookie && e.Old == "TIME_WAIT" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, e := range evs {
+		if e.Cookie != row.Cookie {
+			continue
+		}
+		if e.Old != "TIME_WAIT" || e.New != "CLOSE" || e.Reason != "ended_early" || e.Netns != h.Netns ||
+			e.Sport != local || e.Dport != port || e.Saddr != "127.0.0.1" {
+			t.Errorf("event %s (netns %d): want only TIME_WAIT>CLOSE ended_early in netns %d", e, e.Netns, h.Netns)
+		}
+	}
+	if socks := h.OnlySockets(d.Sockets("TIME_WAIT", port)); len(socks) != 0 {
+		t.Errorf("rows left after the end: %+v", socks)
 	}
 }

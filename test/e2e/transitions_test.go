@@ -111,24 +111,27 @@ func oneConnection(server, client *Peer, network string, port int) int {
 }
 
 // clientFirst: the client closes, the server reads EOF and closes.
-func clientFirst(t *testing.T, network, family string) {
+func clientFirst(t *testing.T, h *Host, network, family string) {
 	d := StartDaemon(t)
-	server, client := StartPeer(t), StartPeer(t)
+	server, client := h.StartPeer(t), h.StartPeer(t)
 	port := server.Port("listen %s %s:0", network, loopback(network))
 	oneConnection(server, client, network, port)
 	server.Do("closelistener")
-	evs := d.WaitFor("client TIME_WAIT, server CLOSE, listener CLOSE", 10*time.Second,
-		lastSteps(port, "FIN_WAIT2>TIME_WAIT", "LAST_ACK>CLOSE", "LISTEN>CLOSE"))
-	checkSockets(t, evs, port, family,
+	evs := d.WaitFor("client TIME_WAIT, server CLOSE, listener CLOSE", 10*time.Second, func(evs []Event) bool {
+		return lastSteps(port, "FIN_WAIT2>TIME_WAIT", "LAST_ACK>CLOSE", "LISTEN>CLOSE")(h.Only(evs))
+	})
+	checkSockets(t, h.Only(evs), port, family,
 		wantSocket{"listener", listenerSteps, server.Pid},
 		wantSocket{"server", passiveClose, server.Pid},
 		wantSocket{"client", clientClosesFirst, client.Pid},
 	)
 }
 
-func TestClientClosesFirst(t *testing.T) { clientFirst(t, "tcp4", "ipv4") }
+func TestClientClosesFirst(t *testing.T) {
+	onHosts(t, func(t *testing.T, h *Host) { clientFirst(t, h, "tcp4", "ipv4") })
+}
 
-func TestIPv6Loopback(t *testing.T) { clientFirst(t, "tcp6", "ipv6") }
+func TestIPv6Loopback(t *testing.T) { clientFirst(t, ownHost(t), "tcp6", "ipv6") }
 
 func TestServerClosesFirst(t *testing.T) {
 	d := StartDaemon(t)
