@@ -52,7 +52,9 @@ type Health struct {
 	OldTimeWaits  uint64  `json:"timewait_preexisting_skipped"`
 	// Features: what runs; a refused one makes the status "degraded".
 	Features []events.FeatureStatus `json:"features"`
-	Warnings []string               `json:"warnings,omitempty"`
+	// Snapshot: the network namespaces the start-up snapshot covered.
+	Snapshot *snapshotResult `json:"snapshot,omitempty"`
+	Warnings []string        `json:"warnings,omitempty"`
 }
 
 func (d *Daemon) health() Health {
@@ -71,6 +73,13 @@ func (d *Daemon) health() Health {
 		if f.State == events.FeatureRefused {
 			refused = true
 			h.Warnings = append(h.Warnings, "feature "+string(f.Name)+" refused by the kernel ("+f.Problem()+"); without it: "+f.Loses)
+		}
+	}
+	if d.tracer.Enabled(events.FeatureSnapshot) {
+		h.Snapshot = &d.snap
+		if d.snap.Missed > 0 {
+			refused = true
+			h.Warnings = append(h.Warnings, fmt.Sprintf("start-up snapshot missed %d network namespaces (%s): their sockets from before the start appear at their next state change", d.snap.Missed, d.snap.Why))
 		}
 	}
 	if refused || h.Lost > 0 || h.Skipped > 0 || h.TableFull > 0 || h.TimeWaitTable > 0 {

@@ -2,6 +2,9 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"strings"
 
 	"github.com/tcpstated/tcpstated/internal/events"
 	"github.com/tcpstated/tcpstated/internal/netns"
@@ -29,32 +32,67 @@ func (d *Daemon) logFeatures() {
 	d.log.Info().Strs("features", on).Msg("features running")
 }
 
+// snapshotResult is what the start-up snapshot covered.
+type snapshotResult struct {
+	Walked int `json:"netns_walked"`
+	// Missed: namespaces not walked (not entered, past the limit): their
+	// sockets from before the start appear at their next state change.
+	Missed int    `json:"netns_missed"`
+	Why    string `json:"why,omitempty"`
+}
+
 // snapshot adds the sockets that exist now, in every network namespace:
 // the iterator sees only the one it is opened in.
 func (d *Daemon) snapshot() {
 	if !d.tracer.Enabled(events.FeatureSnapshot) {
 		return
 	}
-	nss, more, err := netns.List(maxNamespaces)
+	found, err := netns.List(maxNamespaces)
 	if err != nil {
 		d.log.Error().Err(err).Msg("listing network namespaces: no start-up snapshot")
+		d.snap = snapshotResult{Missed: 1, Why: err.Error()}
 		return
 	}
-	if more > 0 {
-		d.log.Warn().Int("walked", len(nss)).Int("left_out", more).
-			Msg("too many network namespaces: the sockets of those left out appear at their next state change")
+	var why []string
+	if found.LeftOut > 0 {
+		why = append(why, fmt.Sprintf("%d past the limit of %d", found.LeftOut, maxNamespaces))
 	}
-	n, walked := 0, 0
-	for _, ns := range nss {
+	if found.Hidden > 0 {
+		// Most are likely in a namespace that was walked: not counted
+		// as missed, but said.
+		d.log.Warn().Int("processes", found.Hidden).
+			Msg("the network namespace of some processes cannot be read (needs CAP_SYS_PTRACE): the start-up snapshot may miss the namespaces only they are in")
+	}
+	n, denied := 0, 0
+	var firstErr error
+	for _, ns := range found.NS {
 		err := d.tracer.Sockets(ns, func(ev *events.Event) { d.trk.Apply(ev, d.write); n++ })
 		switch {
 		case err == nil:
-			walked++
+			d.snap.Walked++
 		case errors.Is(err, netns.ErrGone):
 			// Its last process exited during the walk: nothing left.
+		case errors.Is(err, os.ErrPermission):
+			denied++
 		default:
-			d.log.Warn().Err(err).Str("netns", ns.Path).Msg("start-up snapshot of a network namespace failed")
+			d.snap.Missed++
+			if firstErr == nil {
+				firstErr = err
+			}
 		}
 	}
-	d.log.Info().Int("sockets", n).Int("netns", walked).Msg("found existing TCP sockets")
+	if denied > 0 {
+		d.snap.Missed += denied
+		why = append(why, fmt.Sprintf("%d not entered (entering a network namespace needs CAP_SYS_ADMIN)", denied))
+	}
+	if firstErr != nil {
+		why = append(why, firstErr.Error())
+	}
+	d.snap.Missed += found.LeftOut
+	if len(why) > 0 {
+		d.snap.Why = strings.Join(why, "; ")
+		d.log.Warn().Int("netns_walked", d.snap.Walked).Int("netns_missed", d.snap.Missed).Str("why", d.snap.Why).
+			Msg("start-up snapshot missed network namespaces: their sockets from before the start appear at their next state change")
+	}
+	d.log.Info().Int("sockets", n).Int("netns", d.snap.Walked).Msg("found existing TCP sockets")
 }

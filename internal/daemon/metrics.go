@@ -39,6 +39,9 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 	for _, f := range d.tracer.Features() {
 		s.Features = append(s.Features, metrics.Feature{Name: string(f.Name), On: f.On()})
 	}
+	if d.tracer.Enabled(events.FeatureSnapshot) {
+		s.NetnsSnapshot = &metrics.NetnsSnapshot{Walked: d.snap.Walked, Missed: d.snap.Missed}
+	}
 	if c, err := d.tracer.Counters(); err == nil {
 		s.Kernel = &metrics.Kernel{
 			Submitted: c.Records, Lost: c.Lost, LostPerCPU: c.LostPerCPU,

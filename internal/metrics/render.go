@@ -33,6 +33,12 @@ func Append(b []byte, s *Snapshot) []byte {
 		e.gauge("tcpstated_feature_enabled", b2i(f.On), "feature", f.Name)
 	}
 
+	if n := s.NetnsSnapshot; n != nil {
+		e.family("tcpstated_snapshot_netns", "gauge", "Network namespaces the start-up snapshot walked, and those it missed (result=\"missed\": not entered without CAP_SYS_ADMIN, or past the limit): sockets there from before the start appear at their next state change.")
+		e.gauge("tcpstated_snapshot_netns", int64(n.Walked), "result", "walked")
+		e.gauge("tcpstated_snapshot_netns", int64(n.Missed), "result", "missed")
+	}
+
 	// Pipeline: kernel -> ring buffer -> daemon -> sinks.
 	e.counter1("tcpstated_ringbuf_records_total", "Records the daemon read from the ring buffer.", s.RecordsRead)
 	if k := s.Kernel; k != nil {

@@ -19,10 +19,11 @@ var update = flag.Bool("update", false, "rewrite testdata/*.prom from the curren
 
 func testSnapshot() *Snapshot {
 	return &Snapshot{
-		Build:       Build{Version: "v1.2.3", Commit: "abcdef123456", GoVersion: "go1.26.8", Kernel: "6.18.44"},
-		StartTime:   time.Unix(1700000000, 123e6),
-		Features:    []Feature{{Name: "core", On: true}, {Name: "timewait", On: true}, {Name: "snapshot", On: false}},
-		RecordsRead: 1000, EventsWritten: 990, DecodeErrors: 1,
+		Build:         Build{Version: "v1.2.3", Commit: "abcdef123456", GoVersion: "go1.26.8", Kernel: "6.18.44"},
+		StartTime:     time.Unix(1700000000, 123e6),
+		Features:      []Feature{{Name: "core", On: true}, {Name: "timewait", On: true}, {Name: "snapshot", On: true}},
+		NetnsSnapshot: &NetnsSnapshot{Walked: 3, Missed: 1},
+		RecordsRead:   1000, EventsWritten: 990, DecodeErrors: 1,
 		Kernel: &Kernel{Submitted: 1001, Lost: 3, LostPerCPU: []uint64{1, 0, 2, 0},
 			HeldFull: 4, TimeWaitFull: 5, WatchFull: 6, Filtered: 7},
 		Table: Table{Entries: 12, Capacity: 262144, Full: 8, ProcessesEvicted: 9,
@@ -164,6 +165,7 @@ func TestFamilies(t *testing.T) {
 		"tcpstated_build_info":                          "gauge",
 		"tcpstated_comm_transitions_total":              "counter",
 		"tcpstated_feature_enabled":                     "gauge",
+		"tcpstated_snapshot_netns":                      "gauge",
 		"tcpstated_start_time_seconds":                  "gauge",
 		"tcpstated_comm_labels":                         "gauge",
 		"tcpstated_comm_label_limit":                    "gauge",

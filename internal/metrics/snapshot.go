@@ -22,6 +22,9 @@ type Snapshot struct {
 	// Features are the tracer's parts the kernel may refuse, and whether
 	// each runs (tcpstated check and /healthz say why one does not).
 	Features []Feature
+	// NetnsSnapshot is what the start-up snapshot covered; nil when it
+	// did not run.
+	NetnsSnapshot *NetnsSnapshot
 
 	// The daemon's own counters.
 	RecordsRead   uint64 // ring-buffer records read
@@ -56,6 +59,10 @@ type Feature struct {
 	Name string
 	On   bool
 }
+
+// NetnsSnapshot counts the network namespaces the start-up snapshot
+// walked, and those it missed (not entered, hidden, past the limit).
+type NetnsSnapshot struct{ Walked, Missed int }
 
 // Kernel holds the BPF programs' counters, summed over CPUs.
 type Kernel struct {

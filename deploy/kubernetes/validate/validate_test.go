@@ -45,7 +45,7 @@ func TestBrokenManifestsAreRejected(t *testing.T) {
 		{"no hostPID", "      hostPID: true\n", "      hostPID: false\n", "hostPID must be true"},
 		{"no hostNetwork", "      hostNetwork: true\n", "      hostNetwork: false\n", "hostNetwork must be true"},
 		{"dns policy", "      dnsPolicy: ClusterFirstWithHostNet\n", "      dnsPolicy: ClusterFirst\n", "ClusterFirstWithHostNet"},
-		{"extra capability", "                - SYSLOG\n", "                - SYSLOG\n                - SYS_ADMIN\n", "want exactly"},
+		{"extra capability", "                - SYS_ADMIN\n", "                - SYS_ADMIN\n                - NET_ADMIN\n", "want exactly"},
 		{"missing capability", "                - PERFMON\n", "", "want exactly"},
 		{"no drop all", "                - ALL\n", "                - NET_RAW\n", "drop must contain ALL"},
 		{"privileged", "            privileged: false\n", "            privileged: true\n", "privileged must not be true"},
