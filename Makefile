@@ -60,7 +60,10 @@ clean: ## remove build output
 test-kernels: ## run the kernel tests inside Debian's 6.1 and 6.12 kernels (qemu TCG; docs/kernels.md)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tcpstated ./cmd/tcpstated
 	CGO_ENABLED=0 $(GO) test -c -o bin/kerneltest ./test/e2e
-	test/kernels/run.sh --test-bin bin/kerneltest --daemon-bin bin/tcpstated \
+	CGO_ENABLED=0 $(GO) test -c -o bin/events.test ./internal/events
+	CGO_ENABLED=0 $(GO) test -c -o bin/daemon.test ./internal/daemon
+	test/kernels/run.sh --test-bin bin/kerneltest --also-test bin/events.test --also-test bin/daemon.test \
+		--daemon-bin bin/tcpstated \
 		--kernel $(or $(KERNELS),all) $(if $(KERNEL_TEST_ARGS),-- $(KERNEL_TEST_ARGS))
 
 UNITDIR ?= $(PREFIX)/lib/systemd/system

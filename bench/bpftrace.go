@@ -44,6 +44,8 @@ func (b *bpftraceTracer) cpuSeconds() float64 {
 
 func (b *bpftraceTracer) name() string { return "bpftrace" }
 
+func (b *bpftraceTracer) pid() int { return b.p.pid() }
+
 func (b *bpftraceTracer) outPath() string { return filepath.Join(b.dir, "bpftrace.out") }
 func (b *bpftraceTracer) logPath() string { return filepath.Join(b.dir, "bpftrace.log") }
 

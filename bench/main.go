@@ -17,9 +17,25 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
+
+const bpfStatsSysctl = "/proc/sys/kernel/bpf_stats_enabled"
+
+// enableBPFStats turns kernel.bpf_stats_enabled on and returns what puts
+// the old value back.
+func enableBPFStats() (func(), error) {
+	old, err := os.ReadFile(bpfStatsSysctl)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(bpfStatsSysctl, []byte("1"), 0o644); err != nil {
+		return nil, err
+	}
+	return func() { os.WriteFile(bpfStatsSysctl, old, 0o644) }, nil
+}
 
 func main() {
 	var (
@@ -38,10 +54,12 @@ func main() {
 		servers      = flag.Int("servers", 2, "tcpchurn --servers")
 		port         = flag.Int("server-port", 21212, "churn server port (outside the ephemeral range, so only churn connections use it)")
 		keep         = flag.Bool("keep", false, "keep the event files and logs")
+		variants     variantFlag
 	)
+	flag.Var(&variants, "variant", "another tcpstated run in every pair, NAME=FLAGS, e.g. 'no timewait=--disable-feature=timewait'; repeatable")
 	flag.Parse()
 	if err := run(config{*pairs, *duration, *warmup, *daemon, *churnBin, *out, *skipBpftrace, *skipDaemon,
-		*skipHold, *holdCount, *holdSettle, *clients, *servers, *port, *keep}); err != nil {
+		*skipHold, *holdCount, *holdSettle, *clients, *servers, *port, *keep, variants}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -56,6 +74,21 @@ type config struct {
 	holdSettle                         time.Duration
 	clients, servers, port             int
 	keep                               bool
+	variants                           variantFlag
+}
+
+// variantFlag is tcpstated with other flags, measured beside the default.
+type variantFlag []daemonTracer
+
+func (v *variantFlag) String() string { return fmt.Sprint(len(*v)) }
+
+func (v *variantFlag) Set(s string) error {
+	name, flags, ok := strings.Cut(s, "=")
+	if !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(name, "|\n") {
+		return fmt.Errorf("want NAME=FLAGS, not %q", s)
+	}
+	*v = append(*v, daemonTracer{label: "tcpstated (" + strings.TrimSpace(name) + ")", args: strings.Fields(flags)})
+	return nil
 }
 
 var errTargetsMissed = errors.New("targets missed (see the report)")
@@ -102,6 +135,11 @@ func run(cfg config) error {
 			return fmt.Errorf("tcpstated binary: %w (make build, or --daemon PATH)", err)
 		}
 		tracers = append(tracers, &daemonTracer{bin: daemonBin})
+		for i := range cfg.variants {
+			v := cfg.variants[i]
+			v.bin = daemonBin
+			tracers = append(tracers, &v)
+		}
 	}
 	if !cfg.skipBpftrace {
 		if bpftraceBin, err = exec.LookPath("bpftrace"); err != nil {
@@ -121,6 +159,13 @@ func run(cfg config) error {
 	}
 	for _, t := range tracers {
 		b.tracers = append(b.tracers, t.name())
+	}
+	// BPF run time per program is counted only while this is on; it costs
+	// a few tens of ns per run, the same for every tracer.
+	if restore, err := enableBPFStats(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: warning: BPF run time not measured: %v\n", err)
+	} else {
+		defer restore()
 	}
 	if b.machine.busyPct > 10 || len(b.machine.otherBPF) > 0 {
 		fmt.Fprintf(os.Stderr, "bench: warning: machine %.0f%% busy, BPF programs held by %v: rates will be low and noisy\n",
@@ -215,11 +260,14 @@ func (b *bench) runOnce(pair int, t tracer, tmp string, keep bool) runResult {
 	if r.err = t.start(dir); r.err != nil {
 		return r
 	}
+	bpf0, _ := bpfRunNs(t.pid())
 	r.churn, r.otherPct, r.err = b.measuredChurn(t)
 	// The last connections' final ACKs are still in flight when tcpchurn
 	// returns: a tracer stopped at once would miss their last transitions.
 	time.Sleep(tracerSettle)
+	bpf1, _ := bpfRunNs(t.pid())
 	run, err := t.stop(b.churn.port)
+	run.bpfNs = bpf1 - bpf0
 	r.trace = &run
 	if r.err == nil {
 		r.err = err
@@ -251,8 +299,9 @@ func (b *bench) measuredChurn(t tracer) (churnResult, float64, error) {
 func progress(r runResult) {
 	line := fmt.Sprintf("bench: pair %d %-9s %8.0f conn/s  other load %4.1f%%", r.pair, r.tracer, r.churn.Rate, r.otherPct)
 	if r.trace != nil {
-		line += fmt.Sprintf("  events %d/%d  lost %d  skipped %d  cpu %.2fs  rss %.1f MiB",
-			r.delivered(), r.expected(), r.trace.lost, r.trace.skipped, r.trace.cpuSeconds, float64(r.trace.peakRSSKiB)/1024)
+		line += fmt.Sprintf("  events %d/%d  lost %d  skipped %d  cpu %.2fs  bpf %.0f+%.0f ns/event  rss %.1f MiB",
+			r.delivered(), r.expected(), r.trace.lost, r.trace.skipped, r.trace.cpuSeconds,
+			r.bpfPerEvent(), r.cpuPerEvent(), float64(r.trace.peakRSSKiB)/1024)
 	}
 	if r.err != nil {
 		line += "  error: " + oneLine(r.err.Error())

@@ -150,7 +150,14 @@ func tail(path string, n int64) string {
 // CPU (a softirq at interrupt exit while the program runs in task
 // context) and counts it only there: events neither the ring buffer nor
 // the tracer's own loss counter knows about.
-func bpfRecursionMisses(pid int) (int64, error) {
+func bpfRecursionMisses(pid int) (int64, error) { return bpfProgSum(pid, "recursion_misses:") }
+
+// bpfRunNs sums run_time_ns over the BPF programs pid holds; the kernel
+// counts it only while kernel.bpf_stats_enabled is 1.
+func bpfRunNs(pid int) (int64, error) { return bpfProgSum(pid, "run_time_ns:") }
+
+// bpfProgSum sums one fdinfo field over the BPF programs pid holds.
+func bpfProgSum(pid int, field string) (int64, error) {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	fds, err := os.ReadDir(dir)
 	if err != nil {
@@ -166,7 +173,7 @@ func bpfRecursionMisses(pid int) (int64, error) {
 			continue // closed meanwhile
 		}
 		for _, line := range strings.Split(string(info), "\n") {
-			if v, ok := strings.CutPrefix(line, "recursion_misses:"); ok {
+			if v, ok := strings.CutPrefix(line, field); ok {
 				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
 				total += n
 			}

@@ -60,19 +60,20 @@ func (b *bench) runsOf(tracer string) []runResult {
 
 // summary is one tracer's medians over the pairs.
 type summary struct {
-	runs, failed     int
-	rate, ratio      float64
-	complete         int // runs with delivered == expected
-	deliveredShare   float64
-	lost             int64
-	lostUnknown      int
-	skipped          int64
-	cpuPerM, peakMiB float64
+	runs, failed   int
+	rate, ratio    float64
+	complete       int // runs with delivered == expected
+	deliveredShare float64
+	lost           int64
+	lostUnknown    int
+	skipped        int64
+	bpfNs, cpuNs   float64 // per event: BPF run time, the tracer process's CPU
+	peakMiB        float64
 }
 
 func (b *bench) summarize(tracer string) summary {
 	var s summary
-	var rates, ratios, shares, cpus, rss []float64
+	var rates, ratios, shares, bpfs, cpus, rss []float64
 	for _, r := range b.runsOf(tracer) {
 		s.runs++
 		if r.err != nil {
@@ -97,11 +98,12 @@ func (b *bench) summarize(tracer string) summary {
 		if !r.trace.lostKnown {
 			s.lostUnknown++
 		}
-		cpus = append(cpus, r.cpuPerMillion())
+		cpus = append(cpus, r.cpuPerEvent())
+		bpfs = append(bpfs, r.bpfPerEvent())
 		rss = append(rss, float64(r.trace.peakRSSKiB)/1024)
 	}
 	s.rate, s.ratio, s.deliveredShare = median(rates), median(ratios), median(shares)
-	s.cpuPerM, s.peakMiB = median(cpus), median(rss)
+	s.bpfNs, s.cpuNs, s.peakMiB = median(bpfs), median(cpus), median(rss)
 	return s
 }
 
@@ -214,16 +216,16 @@ func (b *bench) mdTargets(p printer) {
 func (b *bench) mdChurnMedians(p printer) {
 	p("### Connection churn (medians over %d pairs)", b.pairs)
 	p("")
-	p("| tracer | conn/s | rate vs none | events delivered / expected | runs complete | lost (all runs) | skipped by the kernel (all runs) | tracer CPU s per 1M events | tracer peak RSS (MiB) |")
-	p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	p("| tracer | conn/s | rate vs none | events delivered / expected | runs complete | lost (all runs) | skipped by the kernel (all runs) | BPF ns / event | tracer process CPU ns / event | total ns / event | tracer peak RSS (MiB) |")
+	p("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, t := range b.tracers {
 		s := b.summarize(t)
 		if t == "none" {
-			p("| none | %.0f | 1 | – | – | – | – | – | – |", s.rate)
+			p("| none | %.0f | 1 | – | – | – | – | – | – | – | – |", s.rate)
 			continue
 		}
-		p("| %s | %.0f | %.3f | %.5f | %d of %d | %s | %d | %.2f | %.1f |",
-			t, s.rate, s.ratio, s.deliveredShare, s.complete, s.runs, lostText(s), s.skipped, s.cpuPerM, s.peakMiB)
+		p("| %s | %.0f | %.3f | %.5f | %d of %d | %s | %d | %.0f | %.0f | %.0f | %.1f |",
+			t, s.rate, s.ratio, s.deliveredShare, s.complete, s.runs, lostText(s), s.skipped, s.bpfNs, s.cpuNs, s.bpfNs+s.cpuNs, s.peakMiB)
 	}
 	var others []float64
 	for _, r := range b.runs {
@@ -244,8 +246,8 @@ func (b *bench) mdRuns(p printer) {
 	p("buffer and no loss counter: for bpftrace the `recursion_misses` of its programs, for tcpstated")
 	p("its own count (`skipped`: the state program's misses that its nested stand-in did not take).")
 	p("")
-	p("| pair | tracer | conn/s | vs none | other load | failed connects | events expected | delivered | lost | skipped | tracer CPU s | peak RSS (MiB) | note |")
-	p("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	p("| pair | tracer | conn/s | vs none | other load | failed connects | events expected | delivered | lost | skipped | tracer CPU s | BPF s | peak RSS (MiB) | note |")
+	p("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, r := range b.runs {
 		ratio, note := "1", ""
 		if r.tracer != "none" {
@@ -258,7 +260,7 @@ func (b *bench) mdRuns(p printer) {
 			note = "error: " + oneLine(r.err.Error())
 		}
 		if r.trace == nil {
-			p("| %d | %s | %.0f | %s | %.1f%% | %d | – | – | – | – | – | – | %s |",
+			p("| %d | %s | %.0f | %s | %.1f%% | %d | – | – | – | – | – | – | – | %s |",
 				r.pair, r.tracer, r.churn.Rate, ratio, r.otherPct, r.churn.Failed, note)
 			continue
 		}
@@ -269,9 +271,9 @@ func (b *bench) mdRuns(p printer) {
 		if t.note != "" {
 			note = strings.TrimPrefix(note+"; "+t.note, "; ")
 		}
-		p("| %d | %s | %.0f | %s | %.1f%% | %d | %d | %d | %s | %d | %.2f | %.1f | %s |",
+		p("| %d | %s | %.0f | %s | %.1f%% | %d | %d | %d | %s | %d | %.2f | %.2f | %.1f | %s |",
 			r.pair, r.tracer, r.churn.Rate, ratio, r.otherPct, r.churn.Failed, r.expected(), r.delivered(),
-			lostCell(t), t.skipped, t.cpuSeconds, float64(t.peakRSSKiB)/1024, note)
+			lostCell(t), t.skipped, t.cpuSeconds, float64(t.bpfNs)/1e9, float64(t.peakRSSKiB)/1024, note)
 	}
 	p("")
 }

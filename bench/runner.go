@@ -65,6 +65,8 @@ func (c churnConfig) run() (churnResult, error) {
 // tracer is something that watches the churn: tcpstated or bpftrace.
 type tracer interface {
 	name() string
+	// pid is the tracer's process, which holds its BPF programs.
+	pid() int
 	// start returns once the tracer is attached and its start-up CPU is
 	// behind it; dir is a fresh directory for its files.
 	start(dir string) error
@@ -77,6 +79,7 @@ type tracer interface {
 // tracerRun is one tracer's account of one churn run.
 type tracerRun struct {
 	cpuSeconds float64 // from attached to exit: the churn, the drain and the shutdown
+	bpfNs      int64   // run time of its BPF programs over the churn (kernel.bpf_stats_enabled)
 	peakRSSKiB int64
 	events     int64 // every event the tracer reported, for any socket
 	lost       int64 // records it says it lost
@@ -108,10 +111,19 @@ func (r runResult) delivered() int64 {
 	return r.trace.churn.total()
 }
 
-// cpuPerMillion is the tracer's CPU seconds per million events it handled.
-func (r runResult) cpuPerMillion() float64 {
+// cpuPerEvent is the tracer process's CPU (user+system) per event it
+// handled, in ns.
+func (r runResult) cpuPerEvent() float64 {
 	if r.trace == nil || r.trace.events == 0 {
 		return 0
 	}
-	return r.trace.cpuSeconds / (float64(r.trace.events) / 1e6)
+	return r.trace.cpuSeconds * 1e9 / float64(r.trace.events)
+}
+
+// bpfPerEvent is the run time of the tracer's BPF programs per event, in ns.
+func (r runResult) bpfPerEvent() float64 {
+	if r.trace == nil || r.trace.events == 0 {
+		return 0
+	}
+	return float64(r.trace.bpfNs) / float64(r.trace.events)
 }

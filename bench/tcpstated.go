@@ -15,6 +15,8 @@ import (
 // daemonTracer runs tcpstated as a user would, writing JSON lines to a file.
 type daemonTracer struct {
 	bin     string
+	label   string   // "tcpstated", or "tcpstated (variant)"
+	args    []string // extra flags of a variant
 	dir     string
 	p       *proc
 	cpuBase float64 // CPU used before it was ready: start-up, not churn
@@ -31,7 +33,14 @@ func (d *daemonTracer) cpuSeconds() float64 {
 	return s
 }
 
-func (d *daemonTracer) name() string { return "tcpstated" }
+func (d *daemonTracer) name() string {
+	if d.label == "" {
+		return "tcpstated"
+	}
+	return d.label
+}
+
+func (d *daemonTracer) pid() int { return d.p.pid() }
 
 func (d *daemonTracer) eventsPath() string { return filepath.Join(d.dir, "events.json") }
 func (d *daemonTracer) logPath() string    { return filepath.Join(d.dir, "tcpstated.log") }
@@ -44,8 +53,8 @@ func (d *daemonTracer) start(dir string) error {
 		return err
 	}
 	defer log.Close() // the child holds its own copy
-	cmd := exec.Command(d.bin, "run", "--format", "json",
-		"--sink", "file:"+d.eventsPath(), "--ready-file", ready, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(d.bin, append([]string{"run", "--format", "json",
+		"--sink", "file:" + d.eventsPath(), "--ready-file", ready, "--listen", "127.0.0.1:0"}, d.args...)...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if d.p, err = startProc(cmd); err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/tcpstated/tcpstated/internal/events"
 	"github.com/tcpstated/tcpstated/internal/netns"
@@ -47,6 +48,7 @@ func (d *Daemon) snapshot() {
 	if !d.tracer.Enabled(events.FeatureSnapshot) {
 		return
 	}
+	start := time.Now()
 	found, err := netns.List(maxNamespaces)
 	if err != nil {
 		d.log.Error().Err(err).Msg("listing network namespaces: no start-up snapshot")
@@ -94,5 +96,5 @@ func (d *Daemon) snapshot() {
 		d.log.Warn().Int("netns_walked", d.snap.Walked).Int("netns_missed", d.snap.Missed).Str("why", d.snap.Why).
 			Msg("start-up snapshot missed network namespaces: their sockets from before the start appear at their next state change")
 	}
-	d.log.Info().Int("sockets", n).Int("netns", d.snap.Walked).Msg("found existing TCP sockets")
+	d.log.Info().Int("sockets", n).Int("netns", d.snap.Walked).Dur("took", time.Since(start)).Msg("found existing TCP sockets")
 }

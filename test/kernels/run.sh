@@ -20,6 +20,8 @@ with CI=true TCPSTATED_IN_GUEST=1 (and TCPSTATED_BIN=/tcpstated when
 
 Options:
   --test-bin PATH      static test binary (go test -c, CGO_ENABLED=0); required
+  --also-test PATH     another static test binary, run first with only
+                       -test.v (a package's own kernel tests); repeatable
   --daemon-bin PATH    static daemon binary, placed at /tcpstated
   --file SRC[:DST]     another file to place in the guest (default DST /NAME);
                        repeatable
@@ -69,6 +71,7 @@ cache=${TCPSTATED_KERNEL_CACHE:-$repo/.cache/kernels}
 logs=${TCPSTATED_KERNEL_LOGS:-$cache/logs}
 
 test_bin=""
+also_tests=()
 daemon_bin=""
 kernels_arg=all
 test_timeout=15m
@@ -90,6 +93,7 @@ die() {
 while (($#)); do
 	case $1 in
 	--test-bin) test_bin=${2:?--test-bin needs a path}; shift 2 ;;
+	--also-test) also_tests+=("${2:?--also-test needs a path}"); shift 2 ;;
 	--daemon-bin) daemon_bin=${2:?--daemon-bin needs a path}; shift 2 ;;
 	--file) extra_files+=("${2:?--file needs SRC[:DST]}"); shift 2 ;;
 	--env) extra_env+=("${2:?--env needs NAME=VALUE}"); shift 2 ;;
@@ -161,6 +165,7 @@ if ((!fetch_only)); then
 		die "--test-bin is required"
 	}
 	require_static "$test_bin"
+	for b in "${also_tests[@]}"; do require_static "$b"; done
 	[[ -z $daemon_bin ]] || require_static "$daemon_bin"
 	for f in "${extra_files[@]}"; do
 		[[ -f ${f%%:*} ]] || die "${f%%:*}: no such file"
@@ -390,6 +395,11 @@ done < <(ldd "$ss_bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// {
 
 install -m 0755 "$script_dir/init" "$common/init"
 install -m 0755 "$test_bin" "$common/kerneltest"
+: >"$common/etc/kerneltest/also"
+for i in "${!also_tests[@]}"; do
+	install -m 0755 "${also_tests[$i]}" "$common/kerneltest-also-$i"
+	echo "/kerneltest-also-$i $(basename "${also_tests[$i]}")" >>"$common/etc/kerneltest/also"
+done
 if [[ -n $daemon_bin ]]; then
 	install -m 0755 "$daemon_bin" "$common/tcpstated"
 fi
