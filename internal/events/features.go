@@ -26,14 +26,16 @@ const (
 	FeatureFiles Feature = "files"
 )
 
-// What a feature is made of and what it is for, in the order features are
-// loaded and reported.
-var featureDefs = []struct {
+// featureDef is what a feature is made of and what it is for.
+type featureDef struct {
 	name     Feature
 	programs []string
 	gives    string
 	loses    string
-}{
+}
+
+// featureDefs in the order features are loaded and reported.
+var featureDefs = []featureDef{
 	{FeatureCore, []string{tcpstatedProgOnState, tcpstatedProgOnStateNested},
 		"every TCP state change, owners from connect, listen and close",
 		"everything: tcpstated cannot trace without it"},
@@ -107,18 +109,13 @@ func (f FeatureStatus) Problem() string {
 // On says whether the feature runs.
 func (f FeatureStatus) On() bool { return f.State == FeatureOn }
 
-func statusOf(name Feature) FeatureStatus {
-	for _, f := range featureDefs {
-		if f.name == name {
-			return FeatureStatus{Name: name, State: FeatureOn, Gives: f.gives}
-		}
-	}
-	panic("unknown feature " + name)
+func (d featureDef) status() FeatureStatus {
+	return FeatureStatus{Name: d.name, State: FeatureOn, Gives: d.gives}
 }
 
-// refuse marks a feature off because of err (a load or attach error).
-func (f *FeatureStatus) refuse(program string, err error) {
-	f.State, f.Program, f.Reason = FeatureRefused, program, KernelReason(err)
+// turnOff records why a feature does not run and what that costs.
+func (f *FeatureStatus) turnOff(state, program, reason string) {
+	f.State, f.Program, f.Reason = state, program, reason
 	for _, d := range featureDefs {
 		if d.name == f.Name {
 			f.Loses = d.loses
@@ -126,9 +123,13 @@ func (f *FeatureStatus) refuse(program string, err error) {
 	}
 }
 
+// refuse turns a feature off because of err (a load or attach error).
+func (f *FeatureStatus) refuse(program string, err error) {
+	f.turnOff(FeatureRefused, program, KernelReason(err))
+}
+
 func (f *FeatureStatus) disable() {
-	f.refuse("", nil)
-	f.State, f.Reason = FeatureDisabled, "turned off by --disable-feature"
+	f.turnOff(FeatureDisabled, "", "turned off by --disable-feature")
 }
 
 // KernelReason is what the kernel said when it refused a program: the

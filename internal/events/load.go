@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"unsafe"
 
 	"github.com/cilium/ebpf"
@@ -88,7 +89,7 @@ func loadAll(spec *ebpf.CollectionSpec, disabled map[Feature]bool, twUnavailable
 	}
 	out := &openLoaded{maps: l.maps, progs: map[string]*ebpf.Program{}}
 	for _, def := range featureDefs {
-		st := statusOf(def.name)
+		st := def.status()
 		switch {
 		case def.name != FeatureCore && disabled[def.name]:
 			st.disable()
@@ -135,18 +136,21 @@ func attachTaskIter(prog *ebpf.Program) (*link.Iter, error) {
 	// union bpf_iter_link_info: task.tid, task.pid, task.pid_fd, padded
 	// to the size of the union's largest member.
 	info := [4]uint32{uint32(os.Getpid())}
+	// BPF_LINK_CREATE's part of union bpf_attr; iter_info as a Go pointer
+	// (64-bit) so that the collector and stack moves see it.
 	attr := struct {
 		progFd, targetFd, attachType, flags uint32
-		iterInfo                            uint64
+		iterInfo                            unsafe.Pointer
 		iterInfoLen                         uint32
 		_                                   uint32
 	}{
 		progFd:      uint32(prog.FD()),
 		attachType:  uint32(ebpf.AttachTraceIter),
-		iterInfo:    uint64(uintptr(unsafe.Pointer(&info))),
+		iterInfo:    unsafe.Pointer(&info),
 		iterInfoLen: uint32(unsafe.Sizeof(info)),
 	}
 	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_LINK_CREATE, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
+	runtime.KeepAlive(&info)
 	if errno == unix.E2BIG || errno == unix.EINVAL {
 		// An older kernel with no task filter.
 		return link.AttachIter(link.IterOptions{Program: prog})

@@ -57,7 +57,8 @@ type Tracer struct {
 	hz       uint32
 	closed   atomic.Bool
 	linksMu  sync.Mutex
-	pollMu   sync.Mutex
+	itersMu  sync.RWMutex // walks read iters; Close empties it
+	pollMu   sync.Mutex   // one timewait poll at a time
 }
 
 // Features says which features run, and why the others do not.
@@ -329,12 +330,12 @@ func (t *Tracer) Close() error {
 		t.ring.close()
 		t.readMu.Unlock()
 	}
-	t.pollMu.Lock()
+	t.itersMu.Lock()
 	for _, it := range t.iters {
 		it.Close()
 	}
 	t.iters = nil
-	t.pollMu.Unlock()
+	t.itersMu.Unlock()
 	t.loaded.close()
 	return nil
 }
@@ -404,8 +405,8 @@ var ErrFeatureOff = errors.New("feature off")
 // record. The programs write whole records, so a short read is a bug.
 // open runs where the iterator must be created (a network namespace).
 func (t *Tracer) walk(name string, open func(func() error) error, fn func(*Event)) error {
-	t.pollMu.Lock()
-	defer t.pollMu.Unlock()
+	t.itersMu.RLock()
+	defer t.itersMu.RUnlock()
 	it := t.iters[name]
 	if it == nil {
 		return ErrFeatureOff
@@ -473,9 +474,11 @@ func (t *Tracer) PollTimeWaits() error {
 }
 
 // walkTimeWaits runs the poll, even over an empty watch list: its end
-// samples the clock (MeasureHZ). One walk at a time (walk's lock): two
-// could report the same switch twice.
+// samples the clock (MeasureHZ). One at a time: two could report the same
+// switch twice.
 func (t *Tracer) walkTimeWaits() error {
+	t.pollMu.Lock()
+	defer t.pollMu.Unlock()
 	return t.walk(tcpstatedProgPollTimewaits, here, func(*Event) {})
 }
 

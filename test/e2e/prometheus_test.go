@@ -360,13 +360,14 @@ func TestPrometheusScrapesDaemon(t *testing.T) {
 	prom.WaitFor(fmt.Sprintf(`tcpstated_state_duration_seconds_count{state="SYN_SENT",comm=%s,%s}`, strconv.QuoteToASCII(hostileLabel), job),
 		wait, func(v float64, ok bool) bool { return ok && v >= 1 })
 
-	// TIME_WAIT shows under the clients, when the kernel lets us follow it.
-	if tw, _, _ := prom.Scalar(`tcpstated_timewait_tracking_enabled{` + job + `}`); tw == 1 {
-		prom.WaitFor(fmt.Sprintf(`tcpstated_sockets{state="TIME_WAIT",comm=%q,%s}`, comm, job), wait,
-			func(v float64, ok bool) bool { return ok && v >= n })
-	} else {
-		t.Log("timewait tracking unavailable: TIME_WAIT gauge not checked")
+	// Every feature runs on the kernels tested, and Prometheus sees it.
+	for _, f := range allFeatures {
+		prom.WaitFor(fmt.Sprintf(`tcpstated_feature_enabled{feature=%q,%s}`, f, job), wait,
+			func(v float64, ok bool) bool { return ok && v == 1 })
 	}
+	// TIME_WAIT shows under the clients.
+	prom.WaitFor(fmt.Sprintf(`tcpstated_sockets{state="TIME_WAIT",comm=%q,%s}`, comm, job), wait,
+		func(v float64, ok bool) bool { return ok && v >= n })
 
 	// Build info names this kernel.
 	var uts syscall.Utsname
