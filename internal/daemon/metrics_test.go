@@ -214,6 +214,12 @@ func checkPromtool(t *testing.T, text string) {
 	t.Helper()
 	bin, err := exec.LookPath("promtool")
 	if err != nil {
+		if os.Getenv("TCPSTATED_IN_GUEST") == "1" {
+			// The kernel-test initramfs has no promtool; the format does
+			// not depend on the kernel and is checked on the host.
+			t.Log("promtool is not in the kernel-test guest")
+			return
+		}
 		if os.Getenv("CI") == "true" {
 			t.Fatal("promtool not found (apt-get install prometheus); CI=true: not skipping")
 		}
