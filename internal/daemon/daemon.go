@@ -150,6 +150,28 @@ func Open(opt Options) (*Daemon, error) {
 	return d, nil
 }
 
+// apply takes one ring-buffer record.
+func (d *Daemon) apply(ev *events.Event) {
+	d.records.Add(1)
+	d.trk.Apply(ev, d.write)
+}
+
+func (d *Daemon) badRecord(err error) {
+	if d.badRecs.Add(1) == 1 {
+		d.log.Error().Err(err).Msg("undecodable ring-buffer record (counted, further ones not logged)")
+	}
+}
+
+// drainRing applies what the ring buffer holds now, without waiting: the
+// start-up walks take long enough (a few ms per network namespace) for a
+// busy host to fill it.
+func (d *Daemon) drainRing() {
+	var ev events.Event
+	if err := d.tracer.Poll(0, &ev, d.apply, d.badRecord); err != nil {
+		d.log.Warn().Err(err).Msg("reading the ring buffer during start-up")
+	}
+}
+
 // Addr is where the HTTP server listens, or "".
 func (d *Daemon) Addr() string { return d.addr }
 
@@ -198,20 +220,11 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 		scanEvery = 10 * time.Second
 	}
 	var ev events.Event
-	apply := func(ev *events.Event) {
-		d.records.Add(1)
-		d.trk.Apply(ev, d.write)
-	}
-	bad := func(err error) {
-		if d.badRecs.Add(1) == 1 {
-			d.log.Error().Err(err).Msg("undecodable ring-buffer record (counted, further ones not logged)")
-		}
-	}
 	now := time.Now()
 	nextTW, nextTick, nextScan, nextSync := now, now.Add(time.Second), now.Add(scanEvery), now.Add(10*time.Second)
 	var runErr error
 	for {
-		err := d.tracer.Poll(poll, &ev, apply, bad)
+		err := d.tracer.Poll(poll, &ev, d.apply, d.badRecord)
 		if errors.Is(err, io.EOF) {
 			break
 		}

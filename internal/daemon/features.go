@@ -69,6 +69,9 @@ func (d *Daemon) snapshot() {
 	var firstErr error
 	for _, ns := range found.NS {
 		err := d.tracer.Sockets(ns, func(ev *events.Event) { d.trk.Apply(ev, d.write); n++ })
+		// Changes of sockets not walked yet win over their snapshot
+		// rows (the tracker keeps the row tracing made).
+		d.drainRing()
 		switch {
 		case err == nil:
 			d.snap.Walked++
