@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/binary"
 	"context"
 	"errors"
 	"fmt"
@@ -136,6 +137,14 @@ func runPeer(in io.Reader, out io.Writer) int {
 			reply("ok")
 		case "closelistener":
 			ln.Close()
+			reply("ok")
+		case "stray": // stray FROMPORT TOPORT: one bare ACK on loopback, from a raw socket
+			from, _ := strconv.Atoi(f[1])
+			to, _ := strconv.Atoi(f[2])
+			if err := sendStrayACK(uint16(from), uint16(to)); err != nil {
+				reply("err %v", err)
+				continue
+			}
 			reply("ok")
 		case "netns": // the inode of the peer's network namespace
 			ino, err := netnsOf(os.Getpid())
@@ -304,4 +313,37 @@ func runWorker() int {
 		c.Close()
 	}
 	return 0
+}
+
+// sendStrayACK sends one TCP segment with only ACK set from 127.0.0.1:from
+// to 127.0.0.1:to, out of any window: what a late retransmission looks
+// like to a TIME_WAIT socket.
+func sendStrayACK(from, to uint16) error {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_TCP)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	seg := make([]byte, 20)
+	binary.BigEndian.PutUint16(seg[0:], from)
+	binary.BigEndian.PutUint16(seg[2:], to)
+	binary.BigEndian.PutUint32(seg[4:], 12345) // seq
+	binary.BigEndian.PutUint32(seg[8:], 67890) // ack
+	seg[12] = 5 << 4                           // header length: 5 words
+	seg[13] = 0x10                             // ACK
+	binary.BigEndian.PutUint16(seg[14:], 65535)
+	// Checksum over the IPv4 pseudo-header and the segment.
+	lo := []byte{127, 0, 0, 1}
+	pseudo := append(append(append([]byte{}, lo...), lo...), 0, syscall.IPPROTO_TCP, 0, byte(len(seg)))
+	var sum uint32
+	for _, b := range [][]byte{pseudo, seg} {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	binary.BigEndian.PutUint16(seg[16:], ^uint16(sum))
+	return syscall.Sendto(fd, seg, 0, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
 }
