@@ -79,17 +79,7 @@ var clientClosesFirstNoTimeWait = []string{"CLOSE>SYN_SENT", "SYN_SENT>ESTABLISH
 func TestWithoutTimeWait(t *testing.T) {
 	d := StartDaemon(t, "--disable-feature", "timewait")
 	checkFeatureReported(t, d, "timewait")
-	server, client := StartPeer(t), StartPeer(t)
-	port := server.Port("listen tcp4 127.0.0.1:0")
-	oneConnection(server, client, "tcp4", port)
-	server.Do("closelistener")
-	evs := d.WaitFor("client CLOSE, server CLOSE, listener CLOSE", 10*time.Second,
-		lastSteps(port, "FIN_WAIT2>CLOSE", "LAST_ACK>CLOSE", "LISTEN>CLOSE"))
-	checkSockets(t, evs, port, "ipv4",
-		wantSocket{"listener", listenerSteps, server.Pid},
-		wantSocket{"server", passiveClose, server.Pid},
-		wantSocket{"client", clientClosesFirstNoTimeWait, client.Pid},
-	)
+	port := clientFirstChecked(t, d, ownHost(t), clientClosesFirstNoTimeWait)
 	time.Sleep(300 * time.Millisecond)
 	for _, e := range onPort(d.ReadEvents(), port) {
 		if e.Old == "TIME_WAIT" || e.New == "TIME_WAIT" {
@@ -114,24 +104,27 @@ func TestWithoutSnapshot(t *testing.T) {
 	if socks := d.Sockets("TIME_WAIT", oldPort); len(socks) != 0 {
 		t.Errorf("without the snapshot, the table lists a TIME_WAIT from before the start: %+v", socks)
 	}
-	clientFirstChecked(t, d, h)
+	clientFirstChecked(t, d, h, clientClosesFirst)
 }
 
 // clientFirstChecked: one client-closes-first connection, every
-// transition and owner exact.
-func clientFirstChecked(t *testing.T, d *Daemon, h *Host) {
+// transition and owner exact; the client's last step ends clientSteps.
+func clientFirstChecked(t *testing.T, d *Daemon, h *Host, clientSteps []string) (port int) {
 	t.Helper()
 	server, client := h.StartPeer(t), h.StartPeer(t)
-	port := server.Port("listen tcp4 127.0.0.1:0")
+	port = server.Port("listen tcp4 127.0.0.1:0")
 	oneConnection(server, client, "tcp4", port)
 	server.Do("closelistener")
-	evs := d.WaitFor("client TIME_WAIT, server CLOSE, listener CLOSE", 10*time.Second,
-		lastSteps(port, "FIN_WAIT2>TIME_WAIT", "LAST_ACK>CLOSE", "LISTEN>CLOSE"))
-	checkSockets(t, evs, port, "ipv4",
+	last := clientSteps[len(clientSteps)-1]
+	evs := d.WaitFor("client "+last+", server LAST_ACK>CLOSE, listener LISTEN>CLOSE", 10*time.Second, func(evs []Event) bool {
+		return lastSteps(port, last, "LAST_ACK>CLOSE", "LISTEN>CLOSE")(h.Only(evs))
+	})
+	checkSockets(t, h.Only(evs), port, "ipv4",
 		wantSocket{"listener", listenerSteps, server.Pid},
 		wantSocket{"server", passiveClose, server.Pid},
-		wantSocket{"client", clientClosesFirst, client.Pid},
+		wantSocket{"client", clientSteps, client.Pid},
 	)
+	return port
 }
 
 // Without the file walk, leaks are still found and named by the process
@@ -159,5 +152,5 @@ func TestWithoutFiles(t *testing.T) {
 			t.Errorf("socket %+v: want owner %d and no fd", s, server.Pid)
 		}
 	}
-	clientFirstChecked(t, d, h)
+	clientFirstChecked(t, d, h, clientClosesFirst)
 }
