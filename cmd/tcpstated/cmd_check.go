@@ -32,6 +32,10 @@ func cmdCheck(args []string) int {
 	}
 	release, _, _, _ := events.KernelVersion()
 	fmt.Printf("kernel %s\n", release)
+	if err := events.Preflight(); err != nil {
+		fmt.Fprintf(os.Stderr, "tcpstated check: %v\n", err)
+		return 1
+	}
 	tr, err := events.Open(events.Config{Disabled: disabled, RingBytes: 1 << 16, MaxTimeWait: 1024})
 	if err != nil {
 		fmt.Printf("core     refused  %v\n", err)

@@ -53,7 +53,7 @@ type Health struct {
 	// Features: what runs; a refused one makes the status "degraded".
 	Features []events.FeatureStatus `json:"features"`
 	// Snapshot: the network namespaces the start-up snapshot covered.
-	Snapshot *snapshotResult `json:"snapshot,omitempty"`
+	Snapshot *SnapshotCoverage `json:"snapshot,omitempty"`
 	Warnings []string        `json:"warnings,omitempty"`
 }
 

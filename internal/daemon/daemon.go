@@ -72,7 +72,7 @@ type Daemon struct {
 	skipped uint64 // last logged count of programs the kernel skipped
 	unseen  uint64 // last logged count of sockets the table had no room for
 
-	snap     snapshotResult
+	snap     SnapshotCoverage
 	scanMu   sync.Mutex
 	lastScan time.Time
 	srv      *http.Server

@@ -33,8 +33,8 @@ func (d *Daemon) logFeatures() {
 	d.log.Info().Strs("features", on).Msg("features running")
 }
 
-// snapshotResult is what the start-up snapshot covered.
-type snapshotResult struct {
+// SnapshotCoverage is the network namespaces the start-up snapshot covered.
+type SnapshotCoverage struct {
 	Walked int `json:"netns_walked"`
 	// Missed: namespaces not walked (not entered, past the limit): their
 	// sockets from before the start appear at their next state change.
@@ -50,12 +50,13 @@ func (d *Daemon) snapshot() {
 	}
 	start := time.Now()
 	found, err := netns.List(maxNamespaces)
-	if err != nil {
-		d.log.Error().Err(err).Msg("listing network namespaces: no start-up snapshot")
-		d.snap = snapshotResult{Missed: 1, Why: err.Error()}
-		return
-	}
 	var why []string
+	if err != nil {
+		// The daemon's own namespace, and whatever else was found, are
+		// walked all the same.
+		d.log.Error().Err(err).Msg("listing network namespaces: the start-up snapshot may miss some")
+		why = append(why, err.Error())
+	}
 	if found.LeftOut > 0 {
 		why = append(why, fmt.Sprintf("%d past the limit of %d", found.LeftOut, maxNamespaces))
 	}
@@ -66,9 +67,18 @@ func (d *Daemon) snapshot() {
 			Msg("the network namespace of some processes cannot be read (needs CAP_SYS_PTRACE): the start-up snapshot may miss the namespaces only they are in")
 	}
 	n, denied := 0, 0
+	followTW := d.tracer.Enabled(events.FeatureTimeWait)
 	var firstErr error
 	for _, ns := range found.NS {
-		err := d.tracer.Sockets(ns, func(ev *events.Event) { d.trk.Apply(ev, d.write); n++ })
+		err := d.tracer.Sockets(ns, func(ev *events.Event) {
+			// Without the timewait feature nothing would end a TIME_WAIT
+			// from before the start: it is not shown at all.
+			if ev.Flags&events.FlagTimeWait != 0 && !followTW {
+				return
+			}
+			d.trk.Apply(ev, d.write)
+			n++
+		})
 		// Changes of sockets not walked yet win over their snapshot
 		// rows (the tracker keeps the row tracing made).
 		d.drainRing()

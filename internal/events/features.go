@@ -46,7 +46,7 @@ var featureDefs = []featureDef{
 		"sockets older than the daemon, in every network namespace",
 		"sockets older than the daemon appear only at their next state change; earlier leaks and TIME_WAITs go unreported"},
 	{FeatureFiles, []string{tcpstatedProgSnapshotFiles},
-		"the process and fd holding each socket (workers, sockets older than the daemon)",
+		"the process and fd holding each socket it knows (workers; with the snapshot, sockets older than the daemon)",
 		"fds, and owners other than the process that called connect, listen or close (a forked worker's accepted sockets)"},
 }
 
@@ -77,18 +77,30 @@ func featureNames() []string {
 	return names
 }
 
-// States of a feature.
+// FeatureState says whether a feature runs, and if not, why not.
+type FeatureState string
+
 const (
-	FeatureOn       = "on"
-	FeatureRefused  = "refused"  // the kernel did not allow it
-	FeatureDisabled = "disabled" // --disable-feature
+	FeatureOn       FeatureState = "on"
+	FeatureRefused  FeatureState = "refused"  // the kernel did not allow it
+	FeatureDisabled FeatureState = "disabled" // --disable-feature
 )
+
+// refusal is a kernel's refusal as an operator reads it (KernelReason),
+// wrapping the loader's error for errors.Is.
+type refusal struct {
+	reason string
+	err    error
+}
+
+func (r refusal) Error() string { return r.reason }
+func (r refusal) Unwrap() error { return r.err }
 
 // FeatureStatus says whether a feature runs and, if not, why and what is
 // missing without it.
 type FeatureStatus struct {
-	Name  Feature `json:"name"`
-	State string  `json:"state"`
+	Name  Feature      `json:"name"`
+	State FeatureState `json:"state"`
 	// Program is the program the kernel refused, if one was.
 	Program string `json:"program,omitempty"`
 	// Reason is the kernel's own: the errno, or the verifier's line.
@@ -114,7 +126,7 @@ func (d featureDef) status() FeatureStatus {
 }
 
 // turnOff records why a feature does not run and what that costs.
-func (f *FeatureStatus) turnOff(state, program, reason string) {
+func (f *FeatureStatus) turnOff(state FeatureState, program, reason string) {
 	f.State, f.Program, f.Reason = state, program, reason
 	for _, d := range featureDefs {
 		if d.name == f.Name {

@@ -74,7 +74,7 @@ func (l *loader) loadFeature(progs []string, into map[string]*ebpf.Program) (ref
 
 // openLoaded is what a load leaves for the tracer: shared maps, the
 // programs of the features that loaded and their status.
-type openLoaded struct {
+type loadedObjects struct {
 	maps     *ebpf.Collection
 	progs    map[string]*ebpf.Program
 	features []FeatureStatus
@@ -82,12 +82,12 @@ type openLoaded struct {
 
 // loadAll loads the core and each feature not disabled. A core program
 // the kernel refuses is an error; any other refusal turns its feature off.
-func loadAll(spec *ebpf.CollectionSpec, disabled map[Feature]bool, twUnavailable error) (*openLoaded, error) {
+func loadAll(spec *ebpf.CollectionSpec, disabled map[Feature]bool, twUnavailable error) (*loadedObjects, error) {
 	l, err := newLoader(spec)
 	if err != nil {
 		return nil, fmt.Errorf("creating the BPF maps: %w", explainLoad(err))
 	}
-	out := &openLoaded{maps: l.maps, progs: map[string]*ebpf.Program{}}
+	out := &loadedObjects{maps: l.maps, progs: map[string]*ebpf.Program{}}
 	for _, def := range featureDefs {
 		st := def.status()
 		switch {
@@ -110,17 +110,17 @@ func loadAll(spec *ebpf.CollectionSpec, disabled map[Feature]bool, twUnavailable
 }
 
 func coreRefused(prog string, err error) error {
-	return fmt.Errorf("the kernel refused %s, a core program (every state change goes through it): %s", prog, KernelReason(err))
+	return refusal{fmt.Sprintf("the kernel refused %s, a core program (every state change goes through it): %s", prog, KernelReason(err)), err}
 }
 
-func (o *openLoaded) close() {
+func (o *loadedObjects) close() {
 	for _, p := range o.progs {
 		p.Close()
 	}
 	o.maps.Close()
 }
 
-func (o *openLoaded) status(f Feature) *FeatureStatus {
+func (o *loadedObjects) status(f Feature) *FeatureStatus {
 	for i := range o.features {
 		if o.features[i].Name == f {
 			return &o.features[i]
@@ -130,11 +130,12 @@ func (o *openLoaded) status(f Feature) *FeatureStatus {
 }
 
 // attachTaskIter attaches a task iterator that walks one task, the
-// daemon's main thread, where the kernel can filter (Linux >= 6.1);
-// elsewhere it walks every task.
+// daemon's main thread. Kernels before 6.1 have no task filter: they
+// ignore it and walk every task.
 func attachTaskIter(prog *ebpf.Program) (*link.Iter, error) {
 	// union bpf_iter_link_info: task.tid, task.pid, task.pid_fd, padded
-	// to the size of the union's largest member.
+	// to the size of the union's largest member. Older kernels read only
+	// its first 4 bytes and check that the rest is zero.
 	info := [4]uint32{uint32(os.Getpid())}
 	// BPF_LINK_CREATE's part of union bpf_attr; iter_info as a Go pointer
 	// (64-bit) so that the collector and stack moves see it.
@@ -151,16 +152,11 @@ func attachTaskIter(prog *ebpf.Program) (*link.Iter, error) {
 	}
 	fd, _, errno := unix.Syscall(unix.SYS_BPF, unix.BPF_LINK_CREATE, uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr))
 	runtime.KeepAlive(&info)
-	if errno == unix.E2BIG || errno == unix.EINVAL {
-		// An older kernel with no task filter.
-		return link.AttachIter(link.IterOptions{Program: prog})
-	}
 	if errno != 0 {
 		return nil, fmt.Errorf("attaching %s: %w", prog, errno)
 	}
-	l, err := link.NewFromFD(int(fd))
+	l, err := link.NewFromFD(int(fd)) // closes fd when it fails
 	if err != nil {
-		unix.Close(int(fd))
 		return nil, err
 	}
 	it, ok := l.(*link.Iter)

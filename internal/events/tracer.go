@@ -46,7 +46,7 @@ type Config struct {
 type Tracer struct {
 	maps     tcpstatedMaps
 	vars     tcpstatedVariables
-	loaded   *openLoaded
+	loaded   *loadedObjects
 	links    []link.Link
 	iters    map[string]*link.Iter // attached iterators, opened per walk
 	ring     *ring
@@ -253,7 +253,7 @@ func explainLoad(err error) error {
 		return fmt.Errorf("%w: this kernel lacks a BPF feature tcpstated needs (kernel >= %d.%d with BTF)",
 			err, MinKernel[0], MinKernel[1])
 	}
-	return fmt.Errorf("%s", KernelReason(err))
+	return refusal{KernelReason(err), err}
 }
 
 // Poll waits up to interval for records (less when the kernel wakes it),
@@ -336,6 +336,8 @@ func (t *Tracer) Close() error {
 	}
 	t.iters = nil
 	t.itersMu.Unlock()
+	// Assign took the named maps out of the collection: close them here.
+	t.maps.Close()
 	t.loaded.close()
 	return nil
 }
@@ -449,7 +451,7 @@ func (t *Tracer) Sockets(ns netns.NS, fn func(*Event)) error {
 	return t.walk(tcpstatedProgSnapshotSockets, func(open func() error) error { return netns.Do(ns, open) }, fn)
 }
 
-// FeatureFiles walks every process's file table for TCP sockets (KindFile events).
+// Files walks every process's file table for TCP sockets (KindFile events).
 func (t *Tracer) Files(fn func(*Event)) error {
 	return t.walk(tcpstatedProgSnapshotFiles, here, fn)
 }

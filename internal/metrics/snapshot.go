@@ -61,7 +61,7 @@ type Feature struct {
 }
 
 // NetnsSnapshot counts the network namespaces the start-up snapshot
-// walked, and those it missed (not entered, hidden, past the limit).
+// walked, and those it missed (not entered, or past the limit).
 type NetnsSnapshot struct{ Walked, Missed int }
 
 // Kernel holds the BPF programs' counters, summed over CPUs.

@@ -45,9 +45,10 @@ type Found struct {
 }
 
 // List finds every network namespace a process is in or that is pinned
-// under PinDirs, at most max of them. Processes come and go during the
-// walk: one that has gone is skipped.
-func List(max int) (Found, error) {
+// under PinDirs, at most limit of them. Processes come and go during the
+// walk: one that has gone is skipped. On an error, what was found so far
+// (the daemon's own namespace at least) comes with it.
+func List(limit int) (Found, error) {
 	var f Found
 	self, err := Self()
 	if err != nil {
@@ -60,7 +61,7 @@ func List(max int) (Found, error) {
 			return
 		}
 		seen[ns.Inode] = true
-		if len(f.NS) >= max {
+		if len(f.NS) >= limit {
 			f.LeftOut++
 			return
 		}
@@ -135,15 +136,21 @@ func pinInode(path string) (uint64, error) {
 // entered.
 var ErrGone = errors.New("network namespace gone")
 
-// Do runs fn with the calling goroutine's thread inside ns. The daemon's
-// own namespace runs fn in place; any other runs it on a fresh OS thread
-// that is never returned to the runtime, so that no goroutine of the
-// daemon ever runs in another namespace by accident.
+// Do runs fn inside ns: in place for the daemon's own namespace, and for
+// any other on a fresh OS thread that enters it and is never returned to
+// the runtime, so that no goroutine of the daemon ever runs in another
+// namespace by accident.
 func Do(ns NS, fn func() error) error {
 	if self, err := Self(); err == nil && self.Inode == ns.Inode {
 		return fn()
 	}
-	f, err := os.OpenFile(ns.Path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	flags := os.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC
+	if !strings.HasPrefix(ns.Path, "/proc/") {
+		// A pin is a bind mount, never a link: do not follow one that
+		// was put in its place.
+		flags |= unix.O_NOFOLLOW
+	}
+	f, err := os.OpenFile(ns.Path, flags, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("%s: %w", ns.Path, ErrGone)
@@ -151,12 +158,17 @@ func Do(ns NS, fn func() error) error {
 		return err
 	}
 	defer f.Close()
-	// The path may now name another namespace (a pid reused): check.
+	// The path may now name another namespace (a pid reused), or no
+	// namespace at all: check what was opened.
 	var st unix.Stat_t
+	var fs unix.Statfs_t
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return err
 	}
-	if st.Ino != ns.Inode {
+	if err := unix.Fstatfs(int(f.Fd()), &fs); err != nil {
+		return err
+	}
+	if st.Ino != ns.Inode || fs.Type != unix.NSFS_MAGIC {
 		return fmt.Errorf("%s: %w", ns.Path, ErrGone)
 	}
 	errc := make(chan error, 1)

@@ -77,8 +77,17 @@ var clientClosesFirstNoTimeWait = []string{"CLOSE>SYN_SENT", "SYN_SENT>ESTABLISH
 // Without timewait, closes end as the full socket does: FIN_WAIT2 -> CLOSE,
 // exact and with the right owners; nothing claims a TIME_WAIT.
 func TestWithoutTimeWait(t *testing.T) {
+	needKernel(t)
+	// A TIME_WAIT from before the start: nothing would end its row, so
+	// the snapshot must not make one.
+	oldServer, oldClient := StartPeer(t), StartPeer(t)
+	oldPort := oldServer.Port("listen tcp4 127.0.0.1:0")
+	oneConnection(oldServer, oldClient, "tcp4", oldPort)
 	d := StartDaemon(t, "--disable-feature", "timewait")
 	checkFeatureReported(t, d, "timewait")
+	if socks := d.Sockets("TIME_WAIT", oldPort); len(socks) != 0 {
+		t.Errorf("without timewait, the table lists a TIME_WAIT from before the start: %+v", socks)
+	}
 	port := clientFirstChecked(t, d, ownHost(t), clientClosesFirstNoTimeWait)
 	time.Sleep(300 * time.Millisecond)
 	for _, e := range onPort(d.ReadEvents(), port) {
