@@ -54,7 +54,7 @@ type Health struct {
 	Features []events.FeatureStatus `json:"features"`
 	// Snapshot: the network namespaces the start-up snapshot covered.
 	Snapshot *SnapshotCoverage `json:"snapshot,omitempty"`
-	Warnings []string        `json:"warnings,omitempty"`
+	Warnings []string          `json:"warnings,omitempty"`
 }
 
 func (d *Daemon) health() Health {
