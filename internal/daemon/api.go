@@ -82,6 +82,12 @@ func (d *Daemon) health() Health {
 			h.Warnings = append(h.Warnings, fmt.Sprintf("start-up snapshot missed %d network namespaces (%s): their sockets from before the start appear at their next state change", d.snap.Missed, d.snap.Why))
 		}
 	}
+	for _, sk := range d.fanout.Sinks() {
+		if st := sk.Stats(); st.Failing {
+			refused = true
+			h.Warnings = append(h.Warnings, fmt.Sprintf("sink %s cannot deliver (%s): events queue up and are dropped when its queue is full", sk.Name(), st.LastError))
+		}
+	}
 	if refused || h.Lost > 0 || h.Skipped > 0 || h.TableFull > 0 || h.TimeWaitTable > 0 {
 		h.Status = "degraded"
 	}

@@ -17,4 +17,9 @@ type destination interface {
 	datagram() bool
 	// reopens is true where Reopen means something (files).
 	reopens() bool
+	// takeBack is called when a write stopped n bytes into an event,
+	// which goes again whole: it removes those bytes where it can
+	// (files), so that every line stays whole. A stream is closed after a
+	// failed write instead, and the next connection starts clean.
+	takeBack(n int) error
 }

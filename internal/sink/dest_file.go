@@ -62,6 +62,27 @@ func (d *fileDest) close() {
 	}
 }
 
+func (d *fileDest) takeBack(n int) error { return truncateTail(d.f, n) }
+
+// truncateTail removes the last n bytes of a regular file; other kinds of
+// file (a character device, a pipe) cannot take bytes back.
+func truncateTail(f *os.File, n int) error {
+	if f == nil {
+		return os.ErrClosed
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !st.Mode().IsRegular() {
+		return nil
+	}
+	if int64(n) > st.Size() {
+		return fmt.Errorf("cannot take back %d bytes of a %d-byte file", n, st.Size())
+	}
+	return f.Truncate(st.Size() - int64(n))
+}
+
 func (d *fileDest) healthy() bool  { return d.f != nil }
 func (d *fileDest) datagram() bool { return false }
 func (d *fileDest) reopens() bool  { return true }
@@ -73,7 +94,8 @@ func (d *stdioDest) open(time.Time) error { return nil }
 func (d *stdioDest) write(p []byte, _ time.Time) (int, error) {
 	return d.f.Write(p)
 }
-func (d *stdioDest) close()         {}
-func (d *stdioDest) healthy() bool  { return true }
-func (d *stdioDest) datagram() bool { return false }
-func (d *stdioDest) reopens() bool  { return false }
+func (d *stdioDest) close()               {}
+func (d *stdioDest) takeBack(n int) error { return truncateTail(d.f, n) }
+func (d *stdioDest) healthy() bool        { return true }
+func (d *stdioDest) datagram() bool       { return false }
+func (d *stdioDest) reopens() bool        { return false }

@@ -73,5 +73,8 @@ func (d *netDest) healthy() bool {
 	return d.conn != nil && !d.lost.Load()
 }
 
+// takeBack: the failed write closes the connection; the next starts clean.
+func (d *netDest) takeBack(int) error { return nil }
+
 func (d *netDest) datagram() bool { return d.network == "udp" || d.network == "unixgram" }
 func (d *netDest) reopens() bool  { return false }

@@ -105,10 +105,37 @@ func (s *queueSink) deliver() error {
 	s.q.release(done)
 	s.written.Add(uint64(done))
 	if err != nil {
+		// The event cut short goes again whole: take back its head, or
+		// the file would hold a fragment glued to the event's next try.
+		start := 0
+		if done > 0 {
+			start = ends[done-1]
+		}
+		if cut := wrote - start; cut > 0 {
+			if terr := s.dst.takeBack(cut); terr != nil {
+				s.d.trouble.failed("a write stopped inside an event and its start could not be taken back: one line is broken", terr)
+			}
+		}
 		return err
 	}
-	s.d.backoff.reset()
+	s.delivered()
 	return nil
+}
+
+// delivered notes a write that went through: the sink is healthy again.
+func (s *queueSink) delivered() {
+	s.d.backoff.reset()
+	if s.failing.Load() {
+		s.failing.Store(false)
+		s.d.trouble.recovered("sink delivering again")
+	}
+}
+
+// failed notes why the sink cannot deliver, for Stats until it can again.
+func (s *queueSink) failed(err error) {
+	s.failing.Store(true)
+	msg := err.Error()
+	s.lastErr.Store(&msg)
 }
 
 // deliverEach sends one datagram per event.
@@ -130,7 +157,7 @@ func (s *queueSink) deliverEach(head, n int) error {
 		}
 		s.q.release(1)
 	}
-	s.d.backoff.reset()
+	s.delivered()
 	return nil
 }
 
@@ -146,6 +173,7 @@ func (s *queueSink) keepBatch(buf []byte) {
 func (s *queueSink) connect() error {
 	if err := s.dst.open(s.deadlineIn(s.opts.DialTimeout)); err != nil {
 		s.errs.Add(1)
+		s.failed(err)
 		s.d.trouble.failed("cannot open sink; retrying with backoff", err)
 		return err
 	}
@@ -154,12 +182,14 @@ func (s *queueSink) connect() error {
 	}
 	s.d.everConnected = true
 	s.connected.Store(true)
-	s.d.trouble.recovered("sink open again")
+	// Recovered only once a write goes through (delivered): a file on a
+	// full disk opens fine and fails at the next write.
 	return nil
 }
 
 func (s *queueSink) lose(msg string, err error) {
 	s.errs.Add(1)
+	s.failed(err)
 	s.d.trouble.failed(msg, err)
 	s.dst.close()
 	s.connected.Store(false)
@@ -170,6 +200,7 @@ func (s *queueSink) reopen() error {
 	s.connected.Store(false)
 	if err := s.dst.open(s.deadlineIn(s.opts.DialTimeout)); err != nil {
 		s.errs.Add(1)
+		s.failed(err)
 		s.d.trouble.failed("cannot reopen sink; retrying with backoff", err)
 		return fmt.Errorf("sink %s: reopen: %w", s.name, err)
 	}

@@ -29,7 +29,11 @@ type queueSink struct {
 
 	written, dropped, errs, reconnects, truncated atomic.Uint64
 	connected                                     atomic.Bool
-	wakeDue                                       atomic.Bool // DeferWake: Flush must wake the drainer
+	// failing: the last open or write failed and none went through since;
+	// lastErr says why.
+	failing atomic.Bool
+	lastErr atomic.Pointer[string]
+	wakeDue atomic.Bool // DeferWake: Flush must wake the drainer
 
 	d drainState
 }
@@ -107,7 +111,18 @@ func (s *queueSink) Stats() Stats {
 		Reconnects: s.reconnects.Load(),
 		Truncated:  s.truncated.Load(),
 		Connected:  s.connected.Load(),
+		Failing:    s.failing.Load(),
+		LastError:  s.lastError(),
 	}
+}
+
+func (s *queueSink) lastError() string {
+	if s.failing.Load() {
+		if e := s.lastErr.Load(); e != nil {
+			return *e
+		}
+	}
+	return ""
 }
 
 // Reopen asks the drainer to reopen a file between two writes, so every

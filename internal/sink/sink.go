@@ -45,6 +45,10 @@ type Stats struct {
 	Reconnects uint64 // successful reconnections after a loss
 	Truncated  uint64 // syslog datagrams cut to fit the size limit
 	Connected  bool
+	// Failing: the last open or write failed and nothing was delivered
+	// since (a full disk, a collector away); LastError says why.
+	Failing   bool
+	LastError string
 }
 
 // Options tunes a sink. Zero values take the defaults below.

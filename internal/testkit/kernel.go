@@ -18,3 +18,16 @@ func NeedKernel(t testing.TB) {
 	}
 	t.Skip("kernel tests need root")
 }
+
+// NeedRoot skips a test that needs root (mounts, raw sockets) without it,
+// except in CI, where that is a failure.
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("this test needs root (CI=true: not skipping)")
+	}
+	t.Skip("this test needs root")
+}
