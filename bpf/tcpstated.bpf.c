@@ -841,7 +841,7 @@ int snapshot_sockets(struct bpf_iter__tcp *ctx)
 			r.since_ns = info->since_ns;
 		} else if (preexisting_tw >= max_preexisting_tw) {
 			count(COUNTER_TW_OLD_SKIPPED);
-			r.flags |= FLAG_PREEXISTING;
+			r.flags |= FLAG_PREEXISTING | FLAG_UNFOLLOWED;
 		} else {
 			/* From before tracing: follow its end from now on. */
 			preexisting_tw++;
@@ -852,12 +852,14 @@ int snapshot_sockets(struct bpf_iter__tcp *ctx)
 			fresh.dport = r.dport;
 			fresh.flags = FLAG_PREEXISTING;
 			fresh.netns = BPF_CORE_READ(skc, skc_net.net, ns.inum);
-			if (bpf_map_update_elem(&timewaits, &key, &fresh,
-						BPF_NOEXIST))
-				count(COUNTER_TW_FULL);
-			else if (fresh.substate == TCP_FIN_WAIT2)
-				watch(key);
 			r.flags |= FLAG_PREEXISTING;
+			if (bpf_map_update_elem(&timewaits, &key, &fresh,
+						BPF_NOEXIST)) {
+				count(COUNTER_TW_FULL);
+				r.flags |= FLAG_UNFOLLOWED;
+			} else if (fresh.substate == TCP_FIN_WAIT2) {
+				watch(key);
+			}
 		}
 	} else {
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);

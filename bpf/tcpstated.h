@@ -46,6 +46,9 @@ enum record_flag {
 	FLAG_SWITCH_DERIVED = 1 << 3,
 	/* The timewait socket existed before tracing began. */
 	FLAG_PREEXISTING = 1 << 4,
+	/* RECORD_SOCKET: a timewait socket that is not followed (its share
+	 * of the table was full): its end will not be seen. */
+	FLAG_UNFOLLOWED = 1 << 5,
 };
 
 /* Per-CPU counters, indexes of the `counters` map. */

@@ -49,6 +49,7 @@ func cmdRun(args []string) int {
 		pollIv   = fs.Duration("poll-interval", 50*time.Millisecond, "longest wait before queued events are read (the kernel wakes the reader sooner under load)")
 		scanIv   = fs.Duration("scan-interval", 10*time.Second, "how often file tables are walked to refresh owners and descriptors")
 		memLimit = sizeFlag(48 << 20)
+		oldEnds  = fs.Bool("stream-preexisting-ends", false, "stream the ends of TIME_WAITs that existed before the daemon started (by default their rows end without an event)")
 		nice     = fs.Int("nice", -5, "scheduling priority of the daemon's threads, -20 to 19 (0: leave as started): above its fair share so it keeps up with a busy host; needs CAP_SYS_NICE below the starting value")
 	)
 	fs.Var(&sinks, "sink", "where events go, repeatable: stdout, file:/path, tcp://host:port, unix:///path, syslog://host:port, syslog+tcp://host:port, syslog:///dev/log (default stdout)")
@@ -138,13 +139,15 @@ func cmdRun(args []string) int {
 
 	opt := daemon.Options{
 		Format: *format, Sinks: sinks, ReadyFile: *ready, Listen: *listen,
-		Filter:       events.Filter{Pid: uint32(pid), Port: uint16(port), Family: events.Family(family), States: states},
-		RingBytes:    int(ring),
-		MaxTimeWait:  *maxTW,
-		Disabled:     disabled,
-		QueueLen:     *queue,
-		PollInterval: *pollIv,
-		ScanInterval: *scanIv,
+		Filter:      events.Filter{Pid: uint32(pid), Port: uint16(port), Family: events.Family(family), States: states},
+		RingBytes:   int(ring),
+		MaxTimeWait: *maxTW,
+		Disabled:    disabled,
+
+		StreamPreexistingEnds: *oldEnds,
+		QueueLen:              *queue,
+		PollInterval:          *pollIv,
+		ScanInterval:          *scanIv,
 		Tracker: tracker.Config{
 			MaxSockets: *maxSocks, MaxProcesses: *maxProcs, MaxComms: *maxComms,
 			CloseWaitThreshold: *cwLimit, FinWait1Threshold: *fw1Limit, FinWait2Threshold: *fw2Limit,

@@ -30,13 +30,16 @@ type Options struct {
 	ReadyFile string
 	Listen    string // "" disables the HTTP server
 
-	RingBytes    int
-	MaxTimeWait  int
-	Disabled     []events.Feature // features not to load
-	QueueLen     int
-	PollInterval time.Duration // ring buffer and timewait poll
-	ScanInterval time.Duration // file tables walk
-	Tracker      tracker.Config
+	RingBytes   int
+	MaxTimeWait int
+	Disabled    []events.Feature // features not to load
+	// StreamPreexistingEnds streams the ends of TIME_WAITs found by the
+	// start-up snapshot; by default their rows end without an event.
+	StreamPreexistingEnds bool
+	QueueLen              int
+	PollInterval          time.Duration // ring buffer and timewait poll
+	ScanInterval          time.Duration // file tables walk
+	Tracker               tracker.Config
 
 	Log zerolog.Logger
 }
@@ -128,6 +131,9 @@ func Open(opt Options) (*Daemon, error) {
 		out = newJSONOut(d.fanout, d.clock.Wall)
 	}
 	d.write = func(r *tracker.Report) {
+		if quietEnd(&d.opt, r) {
+			return
+		}
 		if match(&d.opt.Filter, r) {
 			out.Write(r)
 			d.emitted.Add(1)

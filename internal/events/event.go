@@ -35,6 +35,7 @@ const (
 	FlagEndedEarly    Flags = 1 << 2 // timewait ended before its timer
 	FlagSwitchDerived Flags = 1 << 3 // switch time taken from the timer
 	FlagPreexisting   Flags = 1 << 4 // existed before tracing began
+	FlagUnfollowed    Flags = 1 << 5 // a timewait socket whose end will not be seen
 )
 
 // Comm is a kernel task name (TASK_COMM_LEN bytes, NUL padded).

@@ -7,13 +7,22 @@ import (
 	"github.com/tcpstated/tcpstated/internal/events"
 )
 
+// pressureKey is what one process's ephemeral ports run out for: a local
+// address towards one peer (each local port can be used once there).
 type pressureKey struct {
-	pid  uint32
-	peer netip.AddrPort
+	pid   uint32
+	local netip.Addr
+	peer  netip.AddrPort
 }
 
-func pressureOf(s *Socket) pressureKey {
-	return pressureKey{s.Pid, netip.AddrPortFrom(s.Daddr, s.Dport)}
+// pressureOf is the key a TIME_WAIT row counts under, if it counts: only
+// sockets with a known owner and a local port from the ephemeral range
+// (TIME_WAITs from before the daemon have no owner).
+func (t *Tracker) pressureOf(s *Socket) (pressureKey, bool) {
+	if s.Pid == 0 || s.Sport < t.cfg.PortRange[0] || s.Sport > t.cfg.PortRange[1] {
+		return pressureKey{}, false
+	}
+	return pressureKey{s.Pid, s.Saddr, netip.AddrPortFrom(s.Daddr, s.Dport)}, true
 }
 
 // Tick looks for sockets that have stayed too long where they should not:
@@ -64,7 +73,7 @@ func (t *Tracker) Tick(emit func(*Report)) {
 			t.pressure[k] = true
 			r := Report{Kind: ReportTimeWaitPressure, Ev: &ev, Mono: now, FD: -1,
 				Peer: k.peer, Count: n, PortRange: limit}
-			ev = events.Event{Pid: k.pid, Daddr: k.peer.Addr(), Dport: k.peer.Port(), Family: familyOf(k.peer.Addr())}
+			ev = events.Event{Pid: k.pid, Saddr: k.local, Daddr: k.peer.Addr(), Dport: k.peer.Port(), Family: familyOf(k.peer.Addr())}
 			if p := t.procs[k.pid]; p != nil {
 				ev.Comm = p.Comm
 			}

@@ -336,7 +336,9 @@ func (t *Tracker) index(s *Socket) {
 	case events.CloseWait, events.FinWait1, events.FinWait2:
 		t.ageing.push(s)
 	case events.TimeWait:
-		t.timeWaits[pressureOf(s)]++
+		if k, ok := t.pressureOf(s); ok {
+			t.timeWaits[k]++
+		}
 	case events.Listen:
 		t.listening(s, true)
 	}
@@ -348,8 +350,8 @@ func (t *Tracker) unindex(s *Socket) {
 	case events.CloseWait, events.FinWait1, events.FinWait2:
 		t.ageing.remove(s)
 	case events.TimeWait:
-		k := pressureOf(s)
-		if t.timeWaits[k] <= 1 {
+		if k, ok := t.pressureOf(s); !ok {
+		} else if t.timeWaits[k] <= 1 {
 			delete(t.timeWaits, k)
 		} else {
 			t.timeWaits[k]--
@@ -383,6 +385,12 @@ func (t *Tracker) update(s *Socket, ev *events.Event) {
 func (t *Tracker) applySnapshot(ev *events.Event) {
 	if _, ok := t.sockets[ev.Cookie]; ok {
 		return // tracing saw it first: that row is better
+	}
+	if ev.Flags&events.FlagUnfollowed != 0 {
+		// Its end would never be seen, so it is not shown as live: the
+		// kernel's timewait_preexisting_skipped and timewait_table_full
+		// counters say how many there are.
+		return
 	}
 	if len(t.sockets) >= t.cfg.MaxSockets {
 		t.stats.TableFull++

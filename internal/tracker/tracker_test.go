@@ -180,7 +180,7 @@ func TestStuckFinWait(t *testing.T) {
 }
 
 func TestTimeWaitPressureHysteresis(t *testing.T) {
-	f := newFeed(t, Config{TimeWaitShare: 0.5, PortRange: [2]uint16{1000, 1009}}) // 5 of 10 ports
+	f := newFeed(t, Config{TimeWaitShare: 0.5, PortRange: [2]uint16{40000, 40009}}) // 5 of 10 ports
 	for c := uint64(1); c <= 5; c++ {
 		f.state(c, 9, events.FinWait2, events.TimeWait, 0)
 	}
@@ -212,6 +212,62 @@ func TestTimeWaitPressureHysteresis(t *testing.T) {
 	f.trk.Tick(f.emit)
 	if n := count(); n != 2 {
 		t.Fatalf("%d pressure reports after easing and rising again, want 2", n)
+	}
+}
+
+// Pressure counts only what can run a process out of ports: TIME_WAITs it
+// owns, from one local address towards one peer, on ephemeral ports. Rows
+// without an owner (TIME_WAITs from before the daemon) never count.
+func TestTimeWaitPressureCountsOnlyOwnedEphemeral(t *testing.T) {
+	f := newFeed(t, Config{TimeWaitShare: 0.5, PortRange: [2]uint16{40000, 40009}})
+	add := func(cookie uint64, pid uint32, local netip.Addr, sport uint16) {
+		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: cookie, Pid: pid,
+			Comm: comm("curl"), Owner: events.OwnerConnect, Family: events.IPv4,
+			Saddr: local, Daddr: server, Sport: sport, Dport: 80, Old: events.FinWait2, New: events.TimeWait}
+		f.trk.Apply(&ev, f.emit)
+	}
+	other := netip.MustParseAddr("127.0.0.2")
+	for c := uint64(1); c <= 3; c++ {
+		add(c, 9, client, 40000+uint16(c))    // 3 from one address
+		add(10+c, 9, other, 40000+uint16(c))  // 3 from another
+		add(20+c, 0, client, 40005+uint16(c)) // 3 without an owner
+		add(30+c, 9, client, 50000+uint16(c)) // 3 on ports outside the range
+	}
+	f.trk.Tick(f.emit)
+	for _, r := range f.reports {
+		if r.Kind == ReportTimeWaitPressure {
+			t.Fatalf("pressure with at most 3 of 10 ports used per local address: %+v", r)
+		}
+	}
+	add(5, 9, client, 40005)
+	add(6, 9, client, 40006)
+	f.trk.Tick(f.emit)
+	var got []Report
+	for _, r := range f.reports {
+		if r.Kind == ReportTimeWaitPressure {
+			got = append(got, r)
+		}
+	}
+	if len(got) != 1 || got[0].Count != 5 || got[0].Ev.Saddr != client || got[0].Ev.Pid != 9 {
+		t.Fatalf("pressure reports %+v: want one, 5 of 10 from %v", got, client)
+	}
+	checkIndexes(t, f.trk)
+}
+
+// TIME_WAITs the kernel does not follow get no row: nothing would end it.
+func TestUnfollowedTimeWaitHasNoRow(t *testing.T) {
+	f := newFeed(t, Config{})
+	ev := events.Event{Kind: events.KindSocket, Mono: f.clk.now(), Cookie: 7, Family: events.IPv4,
+		Saddr: client, Daddr: server, Sport: 40001, Dport: 80, Old: events.TimeWait,
+		Flags: events.FlagTimeWait | events.FlagPreexisting | events.FlagUnfollowed}
+	f.trk.Apply(&ev, f.emit)
+	if n := f.trk.Stats().Sockets; n != 0 {
+		t.Fatalf("%d rows for an unfollowed TIME_WAIT", n)
+	}
+	ev.Cookie, ev.Flags = 8, events.FlagTimeWait|events.FlagPreexisting
+	f.trk.Apply(&ev, f.emit)
+	if n := f.trk.Stats().Sockets; n != 1 {
+		t.Fatalf("%d rows for a followed TIME_WAIT from before the start, want 1", n)
 	}
 }
 
@@ -316,7 +372,9 @@ func checkIndexes(t *testing.T, trk *Tracker) {
 				t.Fatalf("socket %d in %v missing from the ageing set", s.Cookie, s.State)
 			}
 		case events.TimeWait:
-			tw[pressureOf(s)]++
+			if k, ok := trk.pressureOf(s); ok {
+				tw[k]++
+			}
 		case events.Listen:
 			listen++
 		}

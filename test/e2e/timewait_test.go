@@ -312,13 +312,24 @@ func TestTimeWaitPressure(t *testing.T) {
 
 // A TIME_WAIT from before the daemon started is found by the start-up
 // snapshot (in a namespace of its own, the snapshot must enter it) and
-// followed to its end.
-func TestTimeWaitBeforeStart(t *testing.T) { onHosts(t, timeWaitBeforeStart) }
+// followed to its end: streamed with --stream-preexisting-ends, and by
+// default only its row goes.
+func TestTimeWaitBeforeStart(t *testing.T) {
+	for _, stream := range []bool{true, false} {
+		name := "quiet"
+		if stream {
+			name = "streamed"
+		}
+		t.Run(name, func(t *testing.T) {
+			onHosts(t, func(t *testing.T, h *Host) { timeWaitBeforeStart(t, h, stream) })
+		})
+	}
+}
 
-func timeWaitBeforeStart(t *testing.T, h *Host) {
+func timeWaitBeforeStart(t *testing.T, h *Host, stream bool) {
 	needKernel(t)
 	for attempt := 1; ; attempt++ {
-		if timeWaitBeforeStartOnce(t, h) || t.Failed() {
+		if timeWaitBeforeStartOnce(t, h, stream) || t.Failed() {
 			return
 		}
 		// The kernel ended the TIME_WAIT before the check: make another.
@@ -330,7 +341,7 @@ func timeWaitBeforeStart(t *testing.T, h *Host) {
 
 // timeWaitBeforeStartOnce returns false when the kernel ended the
 // TIME_WAIT before the daemon could be checked against it.
-func timeWaitBeforeStartOnce(t *testing.T, h *Host) bool {
+func timeWaitBeforeStartOnce(t *testing.T, h *Host, stream bool) bool {
 	server, client := h.StartPeer(t), h.StartPeer(t)
 	port := server.Port("listen tcp4 127.0.0.1:0")
 	local := oneConnection(server, client, "tcp4", port)
@@ -340,7 +351,11 @@ func timeWaitBeforeStartOnce(t *testing.T, h *Host) bool {
 		}
 		return nil
 	})
-	d := StartDaemon(t)
+	var flags []string
+	if stream {
+		flags = append(flags, "--stream-preexisting-ends")
+	}
+	d := StartDaemon(t, flags...)
 	defer d.Stop()
 	var row APISocket
 	eventually(t, "the API lists the TIME_WAIT", 5*time.Second, func() error {
@@ -367,25 +382,87 @@ func timeWaitBeforeStartOnce(t *testing.T, h *Host) bool {
 	if h.heldTimeWait(t, local, port) {
 		t.Fatalf("ss -K left the TIME_WAIT (%v: %s)", err, out)
 	}
-	evs := d.WaitFor("the early end of the TIME_WAIT", 5*time.Second, func(evs []Event) bool {
+	eventually(t, "the row goes with the TIME_WAIT", 2*time.Second, func() error {
+		if socks := h.OnlySockets(d.Sockets("TIME_WAIT", port)); len(socks) != 0 {
+			return fmt.Errorf("rows left after the end: %+v", socks)
+		}
+		return nil
+	})
+	ofRow := func(evs []Event) (ends []Event) {
 		for _, e := range evs {
-			if e.Cookie == row.Cookie && e.Old == "TIME_WAIT" {
-				return true
+			if e.Cookie == row.Cookie {
+				ends = append(ends, e)
 			}
 		}
-		return false
-	})
-	for _, e := range evs {
-		if e.Cookie != row.Cookie {
-			continue
-		}
-		if e.Old != "TIME_WAIT" || e.New != "CLOSE" || e.Reason != "ended_early" || e.Netns != h.Netns ||
-			e.Sport != local || e.Dport != port || e.Saddr != "127.0.0.1" {
-			t.Errorf("event %s (netns %d): want only TIME_WAIT>CLOSE ended_early in netns %d", e, e.Netns, h.Netns)
-		}
+		return ends
 	}
-	if socks := h.OnlySockets(d.Sockets("TIME_WAIT", port)); len(socks) != 0 {
-		t.Errorf("rows left after the end: %+v", socks)
+	var ends []Event
+	if stream {
+		ends = ofRow(d.WaitFor("the end of the TIME_WAIT", 5*time.Second, func(evs []Event) bool { return len(ofRow(evs)) > 0 }))
+	} else {
+		time.Sleep(300 * time.Millisecond) // what the sinks hold is written by then
+		ends = ofRow(d.ReadEvents())
+	}
+	if !stream {
+		if len(ends) != 0 {
+			t.Errorf("the end of a TIME_WAIT from before the start was streamed without --stream-preexisting-ends:\n%s", dump(ends))
+		}
+		return true
+	}
+	if len(ends) != 1 {
+		t.Fatalf("%d events for the TIME_WAIT, want its end:\n%s", len(ends), dump(ends))
+	}
+	if e := ends[0]; e.Old != "TIME_WAIT" || e.New != "CLOSE" || e.Reason != "ended_early" || e.Netns != h.Netns ||
+		e.Sport != local || e.Dport != port || e.Saddr != "127.0.0.1" {
+		t.Errorf("event %s (netns %d): want TIME_WAIT>CLOSE ended_early in netns %d", e, e.Netns, h.Netns)
 	}
 	return true
+}
+
+// More TIME_WAITs before the start than the daemon follows: the ones it
+// does not follow get no row (a count says how many), the rest are
+// followed to their end, and no finding fires for any of them.
+func TestManyTimeWaitsBeforeStart(t *testing.T) {
+	needKernel(t)
+	h := NewNetns(t) // only this test's TIME_WAITs in it
+	server, client := h.StartPeer(t), h.StartPeer(t)
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	const n = 600 // --max-timewait 1024 follows 512 from before the start
+	client.Port("connect tcp4 127.0.0.1:%d %d", port, n)
+	server.Do("accept %d", n)
+	client.Do("close")
+	server.Do("close")
+	eventually(t, "ss shows the TIME_WAITs", 10*time.Second, func() error {
+		if got := h.ssCount(t, "time-wait", port); got != n {
+			return fmt.Errorf("ss counts %d TIME_WAIT, want %d", got, n)
+		}
+		return nil
+	})
+	d := StartDaemon(t, "--max-timewait", "1024")
+	var health struct {
+		Skipped uint64 `json:"timewait_preexisting_skipped"`
+	}
+	d.get("/healthz", nil, &health)
+	rows := len(h.OnlySockets(d.Sockets("TIME_WAIT", port)))
+	if rows == 0 || rows > 512 || rows+int(health.Skipped) < n {
+		t.Errorf("%d rows and %d unfollowed counted for %d TIME_WAITs, of which at most 512 are followed", rows, health.Skipped, n)
+	}
+	// Their end, as the kernel makes it, empties the table in a second.
+	if out, err := h.Command("ss", "-K", "-tn", "state", "time-wait", fmt.Sprintf("( dport = :%d )", port)).CombinedOutput(); err != nil {
+		t.Fatalf("ss -K: %v: %s", err, out)
+	}
+	if got := h.ssCount(t, "time-wait", port); got != 0 {
+		t.Fatalf("ss -K left %d TIME_WAITs", got)
+	}
+	eventually(t, "the table agrees with ss", 1500*time.Millisecond, func() error {
+		if rows := h.OnlySockets(d.Sockets("TIME_WAIT", port)); len(rows) != 0 {
+			return fmt.Errorf("%d TIME_WAIT rows left, ss has none", len(rows))
+		}
+		return nil
+	})
+	for _, e := range d.ReadEvents() {
+		if e.Event == "time_wait_pressure" || (e.Event == "state" && e.Netns == h.Netns && e.Dport == port) {
+			t.Errorf("event for a TIME_WAIT from before the start: %s", e)
+		}
+	}
 }
