@@ -261,10 +261,11 @@ func (j *JSON) Write(r *tracker.Report) {
 	b := append(j.buf[:0], head[lvl&7][r.Kind&7]...)
 	b = j.ts.appendTo(b, j.wall(r.Mono))
 	if r.Kind == tracker.ReportTimeWaitPressure {
-		// About a process and a peer, not one socket.
+		// About a process, a local address and a peer, not one socket.
 		b = appendUint(b, keyPid, uint64(ev.Pid))
 		b = appendString(b, keyComm, ev.Comm.Bytes())
 		b = append(b, familyKV[ev.Family]...)
+		b = appendAddr(b, keySaddr, ev.Saddr)
 		b = appendAddr(b, keyDaddr, ev.Daddr)
 		b = appendUint(b, keyDport, uint64(ev.Dport))
 		b = strconv.AppendInt(append(b, keyCount...), int64(r.Count), 10)
