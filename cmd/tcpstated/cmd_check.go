@@ -21,14 +21,8 @@ func cmdCheck(args []string) int {
 		fmt.Fprintf(fs.Output(), "Usage: tcpstated check [flags]\n\nLoad and attach every BPF program as run would, print which features this kernel\nallows and what is lost without the others, then unload. Exits 1 when the core\ncannot run.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return usageError(fs, "unexpected argument %q", fs.Arg(0))
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	release, _, _, _ := events.KernelVersion()
 	fmt.Printf("kernel %s\n", release)

@@ -43,26 +43,34 @@ func cmdSockets(args []string) int {
 	var states statesFlag
 	var port portFlag
 	var pid pidFlag
-	fs.Var(&states, "state", "only sockets in this state (e.g. CLOSE_WAIT)")
+	fs.Var(&states, "state", "only sockets in these states, comma separated or repeated (e.g. CLOSE_WAIT,FIN_WAIT2)")
 	fs.Var(&port, "port", "only sockets with this local or remote port")
 	fs.Var(&pid, "pid", "only sockets owned by this process")
+	limit := fs.Int("limit", 0, "at most this many sockets (0: the daemon's limit, 100000)")
+	order := fs.String("sort", "oldest", "oldest or newest first")
 	jsonOut := fs.Bool("json", false, "print the API's JSON instead of a table")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: tcpstated sockets [flags]\n\nThe live socket table of a running daemon, oldest first, like ss -tanp with ages.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: tcpstated sockets [flags]\n\nThe live socket table of a running daemon, oldest first (--sort newest for the\nnewest), like ss -tanp with ages.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
-	if len(states) > 1 {
-		return usageError(fs, "--state takes one state here")
+	if *limit < 0 {
+		return usageError(fs, "--limit %d: want 0 or more", *limit)
+	}
+	if *order != "oldest" && *order != "newest" {
+		return usageError(fs, "--sort %q: want oldest or newest", *order)
 	}
 	q := url.Values{}
-	if len(states) == 1 {
-		q.Set("state", states[0].String())
+	if len(states) > 0 {
+		q.Set("state", states.String())
+	}
+	if *limit > 0 {
+		q.Set("limit", strconv.Itoa(*limit))
+	}
+	if *order != "oldest" {
+		q.Set("sort", *order)
 	}
 	if port != 0 {
 		q.Set("port", port.String())
@@ -128,11 +136,8 @@ func cmdTop(args []string) int {
 		fmt.Fprintf(fs.Output(), "Usage: tcpstated top [flags]\n\nPer-process sockets from a running daemon, worst CLOSE_WAIT leakers first, then TIME_WAIT.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if *interval < 100*time.Millisecond {
 		return usageError(fs, "--interval %v: want 100ms or more", *interval)

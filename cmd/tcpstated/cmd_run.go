@@ -49,6 +49,7 @@ func cmdRun(args []string) int {
 		pollIv   = fs.Duration("poll-interval", 50*time.Millisecond, "longest wait before queued events are read (the kernel wakes the reader sooner under load)")
 		scanIv   = fs.Duration("scan-interval", 10*time.Second, "how often file tables are walked to refresh owners and descriptors")
 		memLimit = sizeFlag(48 << 20)
+		ownAPI   = fs.Bool("trace-own-api", false, "keep connections to this daemon's own --listen address (scrapes, tcpstated sockets and top) in the stream")
 		oldEnds  = fs.Bool("stream-preexisting-ends", false, "stream the ends of TIME_WAITs that existed before the daemon started (by default their rows end without an event)")
 		nice     = fs.Int("nice", -5, "scheduling priority of the daemon's threads, -20 to 19 (0: leave as started): above its fair share so it keeps up with a busy host; needs CAP_SYS_NICE below the starting value")
 	)
@@ -64,14 +65,8 @@ func cmdRun(args []string) int {
 		fmt.Fprintf(fs.Output(), "Usage: tcpstated [run] [flags]\n\nTrace every TCP state change until SIGINT or SIGTERM; SIGHUP reopens file sinks.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		return usageError(fs, "unexpected argument %q", fs.Arg(0))
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 
 	lvl, err := zerolog.ParseLevel(*logLevel)
@@ -145,6 +140,7 @@ func cmdRun(args []string) int {
 		Disabled:    disabled,
 
 		StreamPreexistingEnds: *oldEnds,
+		TraceOwnAPI:           *ownAPI,
 		QueueLen:              *queue,
 		PollInterval:          *pollIv,
 		ScanInterval:          *scanIv,

@@ -1,12 +1,37 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 
 	"github.com/tcpstated/tcpstated/internal/events"
 )
+
+// parseFlags parses a command's flags. --help prints the usage on stdout
+// (pagers and grep see it); a wrong flag or a stray argument is one line
+// on stderr and a pointer to --help, not the whole usage. done says the
+// command should return code now.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return 0, true
+	case err != nil:
+		return usageError(fs, "%v", err), true
+	case fs.NArg() > 0:
+		return usageError(fs, "unexpected argument %q", fs.Arg(0)), true
+	}
+	fs.SetOutput(os.Stderr)
+	return 0, false
+}
 
 // listFlag collects a repeatable flag.
 type listFlag []string
@@ -99,7 +124,19 @@ func (p *pidFlag) Set(v string) error {
 // sizeFlag is a byte size with an optional K, M or G suffix.
 type sizeFlag int
 
-func (s *sizeFlag) String() string { return strconv.Itoa(int(*s)) }
+// String shows a size as people write it: 8M, not 8388608.
+func (s *sizeFlag) String() string {
+	n := int(*s)
+	for _, u := range []struct {
+		mult int
+		unit string
+	}{{1 << 30, "G"}, {1 << 20, "M"}, {1 << 10, "K"}} {
+		if n >= u.mult && n%u.mult == 0 {
+			return strconv.Itoa(n/u.mult) + u.unit
+		}
+	}
+	return strconv.Itoa(n)
+}
 
 func (s *sizeFlag) Set(v string) error {
 	mult := 1

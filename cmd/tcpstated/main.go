@@ -20,13 +20,17 @@ Usage:
   tcpstated sockets [flags]   one-shot socket table from a running daemon, like ss -tanp
   tcpstated top [flags]       live per-process view from a running daemon
   tcpstated check [flags]     which features this kernel allows (loads each one, then exits)
-  tcpstated version           version and commit
+  tcpstated version           version and commit (also --version)
 
 Run 'tcpstated <command> --help' for the flags of a command.
 `
 
 func run(args []string) int {
 	cmd := "run"
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		fmt.Println(versionString())
+		return 0
+	}
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 		fmt.Print(usage)
 		fmt.Println()

@@ -98,7 +98,7 @@ func (d *Daemon) handleHealth(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, d.health())
 }
 
-// parseQuery reads ?state=&pid=&port=&limit=, rejecting anything else.
+// parseQuery reads ?state=&pid=&port=&limit=&sort=, rejecting anything else.
 func parseQuery(r *http.Request) (tracker.Query, error) {
 	q := tracker.Query{Limit: maxRows}
 	for key, vals := range r.URL.Query() {
@@ -108,11 +108,21 @@ func parseQuery(r *http.Request) (tracker.Query, error) {
 		v := vals[0]
 		switch key {
 		case "state":
-			st, ok := events.ParseState(v)
-			if !ok {
-				return q, fmt.Errorf("state %q: want one of %s", v, strings.Join(events.StateNames(), ", "))
+			for _, name := range strings.Split(v, ",") {
+				st, ok := events.ParseState(strings.TrimSpace(name))
+				if !ok {
+					return q, fmt.Errorf("state %q: want one or more of %s, comma separated", name, strings.Join(events.StateNames(), ", "))
+				}
+				q.States = append(q.States, st)
 			}
-			q.State = st
+		case "sort":
+			switch v {
+			case "oldest":
+			case "newest":
+				q.Newest = true
+			default:
+				return q, fmt.Errorf("sort %q: want oldest or newest", v)
+			}
 		case "pid":
 			n, err := strconv.ParseUint(v, 10, 32)
 			if err != nil || n == 0 {
@@ -132,7 +142,7 @@ func parseQuery(r *http.Request) (tracker.Query, error) {
 			}
 			q.Limit = n
 		default:
-			return q, fmt.Errorf("unknown parameter %q (state, pid, port, limit)", key)
+			return q, fmt.Errorf("unknown parameter %q (state, pid, port, limit, sort)", key)
 		}
 	}
 	return q, nil

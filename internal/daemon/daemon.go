@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tcpstated/tcpstated/internal/events"
+	"github.com/tcpstated/tcpstated/internal/netns"
 	"github.com/tcpstated/tcpstated/internal/sink"
 	"github.com/tcpstated/tcpstated/internal/tracker"
 )
@@ -36,10 +37,13 @@ type Options struct {
 	// StreamPreexistingEnds streams the ends of TIME_WAITs found by the
 	// start-up snapshot; by default their rows end without an event.
 	StreamPreexistingEnds bool
-	QueueLen              int
-	PollInterval          time.Duration // ring buffer and timewait poll
-	ScanInterval          time.Duration // file tables walk
-	Tracker               tracker.Config
+	// TraceOwnAPI keeps the connections to the daemon's own HTTP API
+	// (scrapes, tcpstated sockets and top) in the stream.
+	TraceOwnAPI  bool
+	QueueLen     int
+	PollInterval time.Duration // ring buffer and timewait poll
+	ScanInterval time.Duration // file tables walk
+	Tracker      tracker.Config
 
 	Log zerolog.Logger
 }
@@ -80,6 +84,10 @@ type Daemon struct {
 	lastScan time.Time
 	srv      *http.Server
 	addr     string
+	// The API's port and network namespace, to leave its own traffic
+	// out of the stream; set before Run reads the ring buffer.
+	apiPort  uint16
+	apiNetns uint32
 	started  time.Time
 }
 
@@ -131,7 +139,7 @@ func Open(opt Options) (*Daemon, error) {
 		out = newJSONOut(d.fanout, d.clock.Wall)
 	}
 	d.write = func(r *tracker.Report) {
-		if quietEnd(&d.opt, r) {
+		if quietEnd(&d.opt, r) || d.ownAPITraffic(r) {
 			return
 		}
 		if match(&d.opt.Filter, r) {
@@ -340,6 +348,12 @@ func (d *Daemon) serve(addr string) error {
 		return fmt.Errorf("--listen %s: %w", addr, err)
 	}
 	d.addr = ln.Addr().String()
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		d.apiPort = uint16(ta.Port)
+		if self, err := netns.Self(); err == nil {
+			d.apiNetns = uint32(self.Inode)
+		}
+	}
 	d.srv = &http.Server{
 		Handler:           d.routes(),
 		ReadHeaderTimeout: 5 * time.Second,

@@ -47,3 +47,13 @@ func quietEnd(o *Options, r *tracker.Report) bool {
 	return !o.StreamPreexistingEnds && r.Kind == tracker.ReportState &&
 		r.Ev.Kind == events.KindTimeWaitEnd && r.Ev.Flags&events.FlagPreexisting != 0
 }
+
+// ownAPITraffic says whether a report is about a connection to the
+// daemon's own HTTP API (a scrape, tcpstated sockets or top), left out of
+// the stream unless asked for: a top refreshing every two seconds made a
+// third of the stream of a quiet host.
+func (d *Daemon) ownAPITraffic(r *tracker.Report) bool {
+	ev := r.Ev
+	return !d.opt.TraceOwnAPI && d.apiPort != 0 && r.Kind == tracker.ReportState &&
+		ev.Netns == d.apiNetns && (ev.Sport == d.apiPort || ev.Dport == d.apiPort)
+}

@@ -91,7 +91,7 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 	// CLOSE_WAIT sockets past the threshold now, under the same bounded
 	// comm labels as the rest.
 	noWall := func(uint64) time.Time { return time.Time{} }
-	for _, sv := range d.trk.Sockets(tracker.Query{State: events.CloseWait}, noWall) {
+	for _, sv := range d.trk.Sockets(tracker.Query{States: []events.State{events.CloseWait}}, noWall) {
 		if !sv.CloseWaitLeak {
 			continue
 		}

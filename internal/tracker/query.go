@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"net/netip"
 	"sort"
 	"time"
 
@@ -9,10 +10,23 @@ import (
 
 // Query selects rows of the socket table; zero values select all.
 type Query struct {
-	State events.State
-	Pid   uint32
-	Port  uint16 // either end
-	Limit int
+	States []events.State // any of them
+	Pid    uint32
+	Port   uint16 // either end
+	Limit  int
+	Newest bool // newest first instead of oldest first
+}
+
+func (q *Query) wantsState(st events.State) bool {
+	if len(q.States) == 0 {
+		return true
+	}
+	for _, s := range q.States {
+		if s == st {
+			return true
+		}
+	}
+	return false
 }
 
 // SocketView is one socket as the API shows it.
@@ -43,15 +57,15 @@ func (t *Tracker) Sockets(q Query, wall func(uint64) time.Time) []SocketView {
 	now := t.clock()
 	out := make([]SocketView, 0, 64)
 	for _, s := range t.sockets {
-		if q.State != 0 && s.State != q.State || q.Pid != 0 && s.Pid != q.Pid ||
+		if !q.wantsState(s.State) || q.Pid != 0 && s.Pid != q.Pid ||
 			q.Port != 0 && s.Sport != q.Port && s.Dport != q.Port {
 			continue
 		}
 		v := SocketView{
 			Cookie: s.Cookie, Pid: s.Pid, Comm: s.Comm.String(), Owner: s.Owner.String(),
 			State: s.State.String(), Since: wall(s.Since).UTC(), AgeLowerBound: s.SinceLowerBound,
-			Family: s.Family.String(), Saddr: s.Saddr.String(), Sport: s.Sport,
-			Daddr: s.Daddr.String(), Dport: s.Dport, Netns: s.Netns,
+			Family: s.Family.String(), Saddr: addrString(s.Saddr), Sport: s.Sport,
+			Daddr: addrString(s.Daddr), Dport: s.Dport, Netns: s.Netns,
 			TimeWaitSocket: s.TimeWait, CloseWaitLeak: s.Leaked,
 		}
 		if now > s.Since {
@@ -65,7 +79,7 @@ func (t *Tracker) Sockets(q Query, wall func(uint64) time.Time) []SocketView {
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].AgeS != out[j].AgeS {
-			return out[i].AgeS > out[j].AgeS
+			return (out[i].AgeS > out[j].AgeS) != q.Newest
 		}
 		return out[i].Cookie < out[j].Cookie
 	})
@@ -191,4 +205,13 @@ func (t *Tracker) Comms() []CommView {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Comm < out[j].Comm })
 	return out
+}
+
+// addrString is an address as the API shows it: "" when unknown, never
+// netip's "invalid IP".
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

@@ -314,7 +314,7 @@ func TestSnapshotAndFiles(t *testing.T) {
 	f.trk.ApplyFile(&file)
 	f.trk.EndFileScan()
 	wall := func(ns uint64) time.Time { return time.Unix(0, int64(ns)) }
-	s := f.trk.Sockets(Query{State: events.CloseWait}, wall)
+	s := f.trk.Sockets(Query{States: []events.State{events.CloseWait}}, wall)
 	if len(s) != 1 || s[0].Pid != 300 || s[0].FD == nil || *s[0].FD != 7 || !s[0].AgeLowerBound || s[0].Comm != "leaky" {
 		t.Fatalf("after walk: %+v", s)
 	}
@@ -344,7 +344,7 @@ func TestQueryFilters(t *testing.T) {
 	if n := len(f.trk.Sockets(Query{Pid: 11}, wall)); n != 1 {
 		t.Errorf("pid filter: %d", n)
 	}
-	if n := len(f.trk.Sockets(Query{State: events.SynSent}, wall)); n != 1 {
+	if n := len(f.trk.Sockets(Query{States: []events.State{events.SynSent}}, wall)); n != 1 {
 		t.Errorf("state filter: %d", n)
 	}
 	if n := len(f.trk.Sockets(Query{Port: 80}, wall)); n != 2 {

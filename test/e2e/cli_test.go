@@ -58,3 +58,70 @@ func TestSocketsAndTopCommands(t *testing.T) {
 		t.Errorf("no daemon: %v\n%s", err, out)
 	}
 }
+
+// run runs tcpstated and returns its stdout, stderr and exit code.
+func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb strings.Builder
+	cmd := exec.Command(daemonBinary(t), args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if exit, ok := err.(*exec.ExitError); ok {
+		code = exit.ExitCode()
+	} else if err != nil {
+		t.Fatalf("tcpstated %v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// Help goes to stdout, a wrong flag is answered in two lines on stderr,
+// --version works, sizes read as people write them.
+func TestCommandLine(t *testing.T) {
+	for _, cmd := range []string{"run", "sockets", "top", "check"} {
+		out, errOut, code := run(t, cmd, "--help")
+		if code != 0 || !strings.HasPrefix(out, "Usage: tcpstated") || errOut != "" {
+			t.Errorf("%s --help: exit %d, stdout %.60q, stderr %q", cmd, code, out, errOut)
+		}
+		out, errOut, code = run(t, cmd, "--no-such-flag")
+		lines := strings.Split(strings.TrimSpace(errOut), "\n")
+		if code != 2 || out != "" || len(lines) != 2 || !strings.Contains(lines[0], "no-such-flag") ||
+			!strings.Contains(lines[1], "tcpstated "+cmd+" --help") {
+			t.Errorf("%s --no-such-flag: exit %d, stdout %q, stderr:\n%s", cmd, code, out, errOut)
+		}
+	}
+	if out, _, code := run(t, "--version"); code != 0 || !strings.HasPrefix(out, "tcpstated ") {
+		t.Errorf("--version: exit %d, %q", code, out)
+	}
+	out, _, _ := run(t, "run", "--help")
+	for _, want := range []string{"(default 8M)", "(default 48M)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run --help does not show %s", want)
+		}
+	}
+}
+
+// The daemon's own API traffic stays out of the stream unless asked for.
+func TestOwnAPITrafficLeftOut(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		var flags []string
+		if keep {
+			flags = append(flags, "--trace-own-api")
+		}
+		d := StartDaemon(t, flags...)
+		_, port, _ := strings.Cut(d.API, ":")
+		if _, errOut, code := run(t, "sockets", "--addr", d.API, "--limit", "1"); code != 0 {
+			t.Fatalf("sockets: %s", errOut)
+		}
+		time.Sleep(300 * time.Millisecond)
+		n := 0
+		for _, e := range d.ReadEvents() {
+			if e.Event == "state" && (fmt.Sprint(e.Sport) == port || fmt.Sprint(e.Dport) == port) {
+				n++
+			}
+		}
+		if keep && n == 0 || !keep && n != 0 {
+			t.Errorf("--trace-own-api %v: %d events of connections to the API port %s", keep, n, port)
+		}
+		d.Stop()
+	}
+}
