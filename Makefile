@@ -31,8 +31,12 @@ build: ## build bin/tcpstated (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tcpstated ./cmd/tcpstated
 
 .PHONY: run
-run: build ## trace every TCP transition on this host (as root)
-	./bin/tcpstated run
+run: install-bin ## install tcpstated on PATH (PREFIX/bin), then trace every TCP transition on this host (as root)
+	$(PREFIX)/bin/tcpstated run
+
+.PHONY: install-bin
+install-bin: build ## install bin/tcpstated alone into PREFIX/bin (sockets, top and check are then on PATH)
+	install -D -m 0755 bin/tcpstated $(DESTDIR)$(PREFIX)/bin/tcpstated
 
 .PHONY: test
 test: build ## unit and kernel tests, one package at a time: kernel tests trace the whole host (root; CI=true makes a skip a failure)

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Install everything tcpstated needs to build and test, on a fresh Debian 12+
-# or Ubuntu 22.04+ machine. Used by .ci/run, the Vagrant box and the README.
+# Install what tcpstated needs, on a fresh Debian 12+ or Ubuntu 22.04+
+# machine. Used by the README, .ci/run and the Vagrant box.
+#
+#   scripts/provision.sh          build and run: make, git, Go (the BPF object
+#                                 is committed, so no compiler for it)
+#   scripts/provision.sh --test   also everything the tests and `make
+#                                 generate` use: clang, libbpf, bpftool,
+#                                 bpftrace, qemu, rsyslog, Prometheus...
 #
 # Safe to re-run: it only installs what is missing and says what it did.
 # It never leaves a service running that it installed: the tests start their
@@ -24,6 +30,17 @@ trap cleanup EXIT
 
 GO_URL_BASE=${PROVISION_GO_URL_BASE:-https://go.dev/dl}
 
+FOR_TESTS=0
+case "${1:-}" in
+"") ;;
+--test) FOR_TESTS=1 ;;
+-h | --help)
+	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+	exit 0
+	;;
+*) die "unknown argument '$1' (none, or --test)" ;;
+esac
+
 [ "$(id -u)" -eq 0 ] || die "must run as root (try: sudo $0)"
 command -v apt-get >/dev/null || die "apt-get not found: only Debian and Ubuntu are supported"
 # shellcheck disable=SC1091
@@ -37,17 +54,20 @@ APT_OPTS=(-y -q --no-install-recommends
 	-o DPkg::Lock::Timeout=600
 	-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
 
-# Packages every machine needs, by purpose:
-#   build:   clang llvm libbpf-dev make git (bpf2go compiles bpf/*.c with clang)
-#   debug:   bpftool bpftrace iproute2 (ss, ip netns for the test hosts)
-#   tests:   rsyslog prometheus (sink and scrape targets started by the tests),
+# Packages by purpose:
+#   run:     make git ca-certificates curl (Go is fetched below if missing)
+#   --test:  clang llvm libbpf-dev (bpf2go compiles bpf/*.c with clang),
+#            bpftool bpftrace iproute2 (ss, ip netns for the test hosts),
+#            rsyslog prometheus (sink and scrape targets started by the tests),
 #            qemu-system-x86 busybox-static cpio xz-utils zstd (kernel matrix VMs),
 #            libcap2-bin (setcap/capsh for the non-root tests),
 #            systemd (systemd-analyze for the unit checks)
-#   fetch:   ca-certificates curl
-PACKAGES=(clang llvm libbpf-dev make git iproute2 bpftrace
-	rsyslog prometheus qemu-system-x86 busybox-static cpio xz-utils zstd
-	libcap2-bin systemd ca-certificates curl)
+PACKAGES=(make git ca-certificates curl)
+if [ "$FOR_TESTS" = 1 ]; then
+	PACKAGES+=(clang llvm libbpf-dev iproute2 bpftrace
+		rsyslog prometheus qemu-system-x86 busybox-static cpio xz-utils zstd
+		libcap2-bin systemd)
+fi
 
 is_installed() {
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
@@ -85,7 +105,7 @@ missing=()
 for p in "${PACKAGES[@]}"; do
 	is_installed "$p" || missing+=("$p")
 done
-if ! command -v bpftool >/dev/null 2>&1 || ! bpftool version >/dev/null 2>&1; then
+if [ "$FOR_TESTS" = 1 ] && { ! command -v bpftool >/dev/null 2>&1 || ! bpftool version >/dev/null 2>&1; }; then
 	apt_update_once
 	read -r -a bt <<<"$(bpftool_packages)"
 	if [ "${#bt[@]}" -eq 0 ]; then
@@ -159,8 +179,10 @@ quiesce_unit() {
 # switched off. rsyslog holds /proc/kmsg and the journal's syslog socket but
 # may be the machine's real logger: only switched off when this run
 # installed it.
-quiesce_unit prometheus
-if [ "$rsyslog_was_missing" = 1 ]; then
+if [ "$FOR_TESTS" = 1 ]; then
+	quiesce_unit prometheus
+fi
+if [ "$FOR_TESTS" = 1 ] && [ "$rsyslog_was_missing" = 1 ]; then
 	quiesce_unit rsyslog
 fi
 
