@@ -102,14 +102,32 @@ func cmdSockets(args []string) int {
 		if s.AgeLowerBound {
 			age = ">" + age
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%d\n", s.State,
-			endpoint(s.Saddr, s.Sport), endpoint(s.Daddr, s.Dport), age, s.Pid, s.Comm, fd, s.Cookie)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\n", s.State,
+			endpoint(s.Saddr, s.Sport), endpoint(s.Daddr, s.Dport), age, owner(s.Pid), orDash(s.Comm), fd, s.Cookie)
 	}
 	tw.Flush()
 	return 0
 }
 
+// owner is a pid, or - where no process is known to own the socket.
+func owner(pid uint32) string {
+	if pid == 0 {
+		return "-"
+	}
+	return strconv.FormatUint(uint64(pid), 10)
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 func endpoint(addr string, port uint16) string {
+	if addr == "" {
+		return "-"
+	}
 	if strings.Contains(addr, ":") {
 		return "[" + addr + "]:" + strconv.Itoa(int(port))
 	}
@@ -173,7 +191,7 @@ func printTop(w io.Writer, procs []tracker.ProcessView) {
 		}
 		tw1 := p.Time[events.TimeWait.String()]
 		cw := p.Time[events.CloseWait.String()]
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d\n", p.Pid, p.Comm, p.CloseWaitLeaks, p.CloseWait,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d\n", owner(p.Pid), orDash(p.Comm), p.CloseWaitLeaks, p.CloseWait,
 			p.TimeWait, p.Sockets[events.Established.String()], secs(tw1.MeanS, tw1.Count), secs(tw1.MaxS, tw1.Count),
 			secs(cw.MaxS, cw.Count), total)
 	}

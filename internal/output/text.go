@@ -3,6 +3,7 @@ package output
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -46,17 +47,17 @@ func (t *Text) Write(r *tracker.Report) {
 	if ev.Pid != 0 {
 		b = strconv.AppendUint(b, uint64(ev.Pid), 10)
 	} else {
-		b = append(b, '?')
+		b = append(b, '-') // owner unknown, as in sockets and top
 	}
 	b = pad(b, 7, start)
 	start = len(b)
 	b = append(b, ev.Comm.Bytes()...)
 	b = pad(b, 16, start)
 	start = len(b)
-	b = appendEndpoint(b, ev.Saddr.String(), ev.Sport, ev.Family == 6)
+	b = appendEndpoint(b, ev.Saddr, ev.Sport)
 	b = pad(b, 22, start)
 	start = len(b)
-	b = appendEndpoint(b, ev.Daddr.String(), ev.Dport, ev.Family == 6)
+	b = appendEndpoint(b, ev.Daddr, ev.Dport)
 	b = pad(b, 22, start)
 	start = len(b)
 	switch r.Kind {
@@ -92,16 +93,13 @@ func (t *Text) Write(r *tracker.Report) {
 	t.w.Write(b)
 }
 
-func appendEndpoint(b []byte, addr string, port uint16, v6 bool) []byte {
-	if v6 {
-		b = append(b, '[')
+// appendEndpoint writes addr:port, [addr]:port for IPv6 (IPv4-mapped
+// included), or - when the address is not known.
+func appendEndpoint(b []byte, a netip.Addr, port uint16) []byte {
+	if !a.IsValid() {
+		return append(b, '-')
 	}
-	b = append(b, addr...)
-	if v6 {
-		b = append(b, ']')
-	}
-	b = append(b, ':')
-	return strconv.AppendUint(b, uint64(port), 10)
+	return netip.AddrPortFrom(a, port).AppendTo(b)
 }
 
 func fmtDur(d time.Duration) string {

@@ -98,10 +98,11 @@ type StateTimeView struct {
 	Hist   []BucketView `json:"buckets"`
 }
 
-// BucketView is one cumulative histogram bucket.
+// BucketView is one cumulative histogram bucket: stays of at most LE
+// seconds (Prometheus' le); the last bucket, every stay, has LE null.
 type BucketView struct {
-	LE    string `json:"le"`
-	Count uint64 `json:"count"`
+	LE    *float64 `json:"le_s"`
+	Count uint64   `json:"count"`
 }
 
 // ProcessView is one process as the API shows it.
@@ -159,9 +160,10 @@ func durView(d *Durations) StateTimeView {
 	var cum uint64
 	for i, n := range d.Hist {
 		cum += n
-		le := "+Inf"
+		var le *float64
 		if i < len(Buckets) {
-			le = Buckets[i].String()
+			s := Buckets[i].Seconds()
+			le = &s
 		}
 		v.Hist = append(v.Hist, BucketView{LE: le, Count: cum})
 	}
