@@ -61,12 +61,12 @@ APT_OPTS=(-y -q --no-install-recommends
 #            rsyslog prometheus (sink and scrape targets started by the tests),
 #            qemu-system-x86 busybox-static cpio xz-utils zstd (kernel matrix VMs),
 #            libcap2-bin (setcap/capsh for the non-root tests),
-#            systemd (systemd-analyze for the unit checks)
+#            systemd (systemd-analyze for the unit checks), tmux (top in a terminal)
 PACKAGES=(make git ca-certificates curl)
 if [ "$FOR_TESTS" = 1 ]; then
 	PACKAGES+=(clang llvm libbpf-dev iproute2 bpftrace
 		rsyslog prometheus qemu-system-x86 busybox-static cpio xz-utils zstd
-		libcap2-bin systemd)
+		libcap2-bin systemd tmux)
 fi
 
 is_installed() {

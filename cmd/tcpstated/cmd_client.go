@@ -13,7 +13,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tcpstated/tcpstated/internal/events"
 	"github.com/tcpstated/tcpstated/internal/tracker"
 )
 
@@ -143,66 +142,6 @@ func formatAge(s float64) string {
 		return d.Round(100 * time.Millisecond).String()
 	}
 	return d.Round(time.Second).String()
-}
-
-func cmdTop(args []string) int {
-	fs := flag.NewFlagSet("top", flag.ContinueOnError)
-	addr := fs.String("addr", DefaultListen, "address of a running daemon's --listen")
-	interval := fs.Duration("interval", 2*time.Second, "refresh interval")
-	iterations := fs.Int("n", 0, "stop after this many refreshes (0: until interrupted)")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: tcpstated top [flags]\n\nPer-process sockets from a running daemon, worst CLOSE_WAIT leakers first, then TIME_WAIT.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	if *interval < 100*time.Millisecond {
-		return usageError(fs, "--interval %v: want 100ms or more", *interval)
-	}
-	tty := isTerminal()
-	for i := 0; *iterations == 0 || i < *iterations; i++ {
-		if i > 0 {
-			time.Sleep(*interval)
-		}
-		var resp struct {
-			Processes []tracker.ProcessView `json:"processes"`
-		}
-		if err := getJSON(*addr, "/api/v1/processes", nil, &resp); err != nil {
-			fmt.Fprintf(os.Stderr, "tcpstated top: %v\n", err)
-			return 1
-		}
-		if tty {
-			fmt.Print("\033[H\033[2J")
-		}
-		printTop(os.Stdout, resp.Processes)
-	}
-	return 0
-}
-
-func printTop(w io.Writer, procs []tracker.ProcessView) {
-	fmt.Fprintf(w, "tcpstated top  %s  %d processes\n\n", time.Now().Format("15:04:05"), len(procs))
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PID\tCOMM\tCW_LEAKED\tCLOSE_WAIT\tTIME_WAIT\tESTAB\tTW_MEAN\tTW_MAX\tCW_MAX\tSOCKETS")
-	for _, p := range procs {
-		total := 0
-		for _, n := range p.Sockets {
-			total += n
-		}
-		tw1 := p.Time[events.TimeWait.String()]
-		cw := p.Time[events.CloseWait.String()]
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%d\n", owner(p.Pid), orDash(p.Comm), p.CloseWaitLeaks, p.CloseWait,
-			p.TimeWait, p.Sockets[events.Established.String()], secs(tw1.MeanS, tw1.Count), secs(tw1.MaxS, tw1.Count),
-			secs(cw.MaxS, cw.Count), total)
-	}
-	tw.Flush()
-}
-
-func secs(v float64, n uint64) string {
-	if n == 0 {
-		return "-"
-	}
-	return formatAge(v)
 }
 
 func isTerminal() bool {
