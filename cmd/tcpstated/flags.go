@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tcpstated/tcpstated/internal/events"
 )
@@ -180,4 +181,35 @@ func (f *featuresFlag) Set(v string) error {
 		*f = append(*f, x)
 	}
 	return nil
+}
+
+// durFlag is a duration shown as people write it: 1m, not 1m0s.
+type durFlag time.Duration
+
+func (d *durFlag) String() string {
+	s := time.Duration(*d).String()
+	if t, ok := strings.CutSuffix(s, "m0s"); ok {
+		s = t + "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
+}
+
+func (d *durFlag) Set(v string) error {
+	x, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 500ms, 60s or 1m")
+	}
+	*d = durFlag(x)
+	return nil
+}
+
+// durationFlag defines a duration flag whose default reads as people write it.
+func durationFlag(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
+	p := new(time.Duration)
+	*p = def
+	fs.Var((*durFlag)(p), name, usage)
+	return p
 }

@@ -46,7 +46,7 @@ type topRow struct {
 func cmdTop(args []string) int {
 	fs := flag.NewFlagSet("top", flag.ContinueOnError)
 	addr := fs.String("addr", DefaultListen, "address of a running daemon's --listen")
-	interval := fs.Duration("interval", 2*time.Second, "refresh interval")
+	interval := durationFlag(fs, "interval", 2*time.Second, "refresh interval")
 	iterations := fs.Int("n", 0, "stop after this many refreshes (0: until q or interrupted)")
 	sortBy := fs.String("sort", "leaking", "order: leaking, timewait, closewait, sockets or pid (keys l t c s p)")
 	fs.Usage = func() {

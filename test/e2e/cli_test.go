@@ -93,7 +93,7 @@ func TestCommandLine(t *testing.T) {
 		t.Errorf("--version: exit %d, %q", code, out)
 	}
 	out, _, _ := run(t, "run", "--help")
-	for _, want := range []string{"(default 8M)", "(default 48M)"} {
+	for _, want := range []string{"(default 8M)", "(default 48M)", "(default 1m)", "(default 50ms)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("run --help does not show %s", want)
 		}

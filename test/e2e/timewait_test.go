@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"math"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -460,9 +462,43 @@ func TestManyTimeWaitsBeforeStart(t *testing.T) {
 		}
 		return nil
 	})
+	// tcpstated sockets and the metrics say the same as the API.
+	out, errOut, code := run(t, "sockets", "--addr", d.API, "--state", "TIME_WAIT", "--port", fmt.Sprint(port))
+	if code != 0 || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Errorf("tcpstated sockets after the end (exit %d): %s%s", code, out, errOut)
+	}
+	// Other TIME_WAITs of the host may end between the two reads.
+	eventually(t, "the metrics and the API agree", 5*time.Second, func() error {
+		all := len(d.Sockets("TIME_WAIT", 0))
+		if got := metricSum(t, d, `tcpstated_sockets{state="TIME_WAIT"`); got != all {
+			return fmt.Errorf("metrics count %d TIME_WAIT sockets, the API %d", got, all)
+		}
+		return nil
+	})
 	for _, e := range d.ReadEvents() {
 		if e.Event == "time_wait_pressure" || (e.Event == "state" && e.Netns == h.Netns && e.Dport == port) {
 			t.Errorf("event for a TIME_WAIT from before the start: %s", e)
 		}
 	}
+}
+
+// metricSum adds up the daemon's /metrics samples whose line starts with
+// prefix (a family and the first labels).
+func metricSum(t *testing.T, d *Daemon, prefix string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + d.API + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			var v float64
+			fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+			n += int(v)
+		}
+	}
+	return n
 }
