@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,12 +17,7 @@ import (
 // each event once: a write cut short by ENOSPC is taken back, not glued to
 // the event's next try.
 func TestFileSinkOnAFullDiskKeepsWholeLines(t *testing.T) {
-	testkit.NeedRoot(t)
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=32k"); err != nil {
-		t.Fatalf("mounting a 32 KiB tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	dir := testkit.Tmpfs(t, "32k")
 	// Most of the room goes to a file freed later.
 	filler := filepath.Join(dir, "filler")
 	if err := os.WriteFile(filler, make([]byte, 16<<10), 0o600); err != nil {

@@ -8,9 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tcpstated/tcpstated/internal/testkit"
 )
 
 var errNotYet = errors.New("not yet")
@@ -20,11 +21,7 @@ var errNotYet = errors.New("not yet")
 // every line of the file is a whole JSON event.
 func TestFileSinkOnFullDisk(t *testing.T) {
 	needKernel(t)
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=64k"); err != nil {
-		t.Fatalf("mounting a 64 KiB tmpfs: %v", err)
-	}
-	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	dir := testkit.Tmpfs(t, "64k")
 	filler := filepath.Join(dir, "filler")
 	if err := os.WriteFile(filler, make([]byte, 48<<10), 0o600); err != nil {
 		t.Fatal(err)
