@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,8 +110,12 @@ func TestTopInTerminal(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	fits(t, s.screen(), 60, 12)
 
+	s.run("resize-window", "-t", "top", "-x", "100", "-y", "20")
 	s.run("send-keys", "-t", "top", "p")
-	s.waitScreen("sorted by pid", "sort: pid")
+	lines = s.waitScreen("sorted by pid", "sort: pid")
+	if pids := rowPids(lines); len(pids) < 2 || !slices.IsSorted(pids) {
+		t.Errorf("sorted by pid, the rows are %v:\n%s", pids, strings.Join(lines, "\n"))
+	}
 
 	// The daemon goes away and comes back on the same address.
 	api := d.API
@@ -135,4 +141,28 @@ func TestTopInTerminal(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// rowPids are the PID column of top's table, in screen order.
+func rowPids(lines []string) []int {
+	var pids []int
+	in := false
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) > 0 && f[0] == "PID" {
+			in = true
+			continue
+		}
+		if pid, err := strconv.Atoi(firstField(f)); in && err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+func firstField(f []string) string {
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
