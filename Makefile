@@ -32,7 +32,7 @@ build: ## build bin/tcpstated (static)
 
 .PHONY: run
 run: install-bin ## install tcpstated on PATH (PREFIX/bin), then trace every TCP transition on this host (as root)
-	$(PREFIX)/bin/tcpstated run
+	$(DESTDIR)$(PREFIX)/bin/tcpstated run
 
 .PHONY: install-bin
 install-bin: build ## install bin/tcpstated alone into PREFIX/bin (sockets, top and check are then on PATH)

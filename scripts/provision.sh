@@ -35,7 +35,7 @@ case "${1:-}" in
 "") ;;
 --test) FOR_TESTS=1 ;;
 -h | --help)
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,/^set -euo/p' "$0" | sed -n '/^#/s/^# \{0,1\}//p'
 	exit 0
 	;;
 *) die "unknown argument '$1' (none, or --test)" ;;
@@ -285,12 +285,14 @@ fi
 ver() { "$@" 2>/dev/null | head -n1 || true; }
 log "versions:"
 log "  $(ver go version)"
-log "  $(ver clang --version)"
-log "  bpftool: $(ver bpftool version)"
-log "  bpftrace: $(ver bpftrace --version)"
-log "  $(ver qemu-system-x86_64 --version)"
-log "  $(prometheus --version 2>&1 | head -n1 || true)"
-log "  systemd-analyze: $(ver systemd-analyze --version)"
+if [ "$FOR_TESTS" = 1 ]; then
+	log "  $(ver clang --version)"
+	log "  bpftool: $(ver bpftool version)"
+	log "  bpftrace: $(ver bpftrace --version)"
+	log "  $(ver qemu-system-x86_64 --version)"
+	log "  $(prometheus --version 2>&1 | head -n1 || true)"
+	log "  systemd-analyze: $(ver systemd-analyze --version)"
+fi
 if [ -r /sys/kernel/btf/vmlinux ]; then
 	log "kernel BTF: /sys/kernel/btf/vmlinux present"
 else

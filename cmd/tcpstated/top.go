@@ -92,32 +92,39 @@ type top struct {
 	addr string
 	sort int
 	out  io.Writer
-	rows []topRow
-	err  error
-	at   time.Time
+	topData
 }
 
-// refresh asks the daemon; a failure is kept for the screen, not fatal.
-func (t *top) refresh() {
+// topData is one answer of the daemon, or why there is none.
+type topData struct {
+	rows    []topRow
+	unowned int // live sockets no process is known to own
+	err     error
+	at      time.Time
+}
+
+// fetch asks the daemon; a failure is kept for the screen, not fatal.
+func fetch(addr string) (t topData) {
 	var procs struct {
 		Processes []tracker.ProcessView `json:"processes"`
+		Unowned   int                   `json:"unowned_sockets"`
 	}
 	var socks struct {
 		Sockets []tracker.SocketView `json:"sockets"`
 	}
 	t.at = time.Now()
-	t.err = getJSON(t.addr, "/api/v1/processes", nil, &procs)
+	t.err = getJSON(addr, "/api/v1/processes", nil, &procs)
 	if t.err == nil {
-		t.err = getJSON(t.addr, "/api/v1/sockets", url.Values{"state": {events.CloseWait.String()}}, &socks)
+		t.err = getJSON(addr, "/api/v1/sockets", url.Values{"state": {events.CloseWait.String()}}, &socks)
 	}
 	if t.err != nil {
-		return
+		return t
 	}
 	oldest := map[uint32]float64{}
 	for _, s := range socks.Sockets {
 		oldest[s.Pid] = max(oldest[s.Pid], s.AgeS)
 	}
-	t.rows = t.rows[:0]
+	t.unowned = procs.Unowned
 	for _, p := range procs.Processes {
 		r := topRow{pid: p.Pid, comm: p.Comm, leaking: p.CloseWaitLeaks, leaks: p.LeaksTotal,
 			closeWait: p.CloseWait, timeWait: p.TimeWait, established: p.Sockets[events.Established.String()],
@@ -130,6 +137,7 @@ func (t *top) refresh() {
 		}
 		t.rows = append(t.rows, r)
 	}
+	return t
 }
 
 // render writes one screen of at most width columns and height lines
@@ -151,17 +159,14 @@ func (t *top) render(w io.Writer, width, height int) {
 	// Processes that hold nothing now (exited, or done) are left out;
 	// sockets with no known owner go in the totals.
 	var shown []topRow
-	var total, unowned topRow
+	total := topRow{sockets: t.unowned}
 	for _, r := range t.rows {
 		total.sockets += r.sockets
 		total.leaking += r.leaking
 		total.closeWait += r.closeWait
 		total.timeWait += r.timeWait
 		total.established += r.established
-		switch {
-		case r.pid == 0:
-			unowned = r
-		case r.sockets > 0 || r.leaking > 0:
+		if r.pid != 0 && (r.sockets > 0 || r.leaking > 0) {
 			shown = append(shown, r)
 		}
 	}
@@ -176,7 +181,7 @@ func (t *top) render(w io.Writer, width, height int) {
 		return int(a.pid) - int(b.pid)
 	})
 	add(fmt.Sprintf("%d processes, %d sockets: %d ESTABLISHED, %d CLOSE_WAIT (%d leaking), %d TIME_WAIT; %d without a known owner",
-		len(shown), total.sockets, total.established, total.closeWait, total.leaking, total.timeWait, unowned.sockets))
+		len(shown), total.sockets, total.established, total.closeWait, total.leaking, total.timeWait, t.unowned))
 	add("")
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
@@ -232,7 +237,7 @@ func (t *top) plain(interval time.Duration, n int) int {
 		if i > 0 {
 			time.Sleep(interval)
 		}
-		t.refresh()
+		t.topData = fetch(t.addr)
 		if t.err != nil {
 			failed++
 			fmt.Fprintf(os.Stderr, "tcpstated top: %v (retrying)\n", t.err)
@@ -248,8 +253,11 @@ func (t *top) plain(interval time.Duration, n int) int {
 	return 0
 }
 
-// interactive draws in the terminal's alternate screen, redraws on a
-// resize, and reads keys without echo.
+// interactive draws in the terminal's alternate screen (the normal one
+// for a fixed number of refreshes, which stay readable after), redraws on
+// a resize, and reads keys without echo. The daemon is asked in the
+// background, so that q, ^C and a resize are answered while a request
+// hangs.
 func (t *top) interactive(interval time.Duration, n int) int {
 	fd := int(os.Stdin.Fd())
 	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
@@ -263,14 +271,35 @@ func (t *top) interactive(interval time.Duration, n int) int {
 			go readKeys(os.Stdin, keys)
 		}
 	}
-	io.WriteString(t.out, "\033[?1049h\033[?25l") // alternate screen, no cursor
-	defer io.WriteString(t.out, "\033[?25h\033[?1049l")
+	if n == 0 {
+		io.WriteString(t.out, "\033[?1049h") // alternate screen
+		defer io.WriteString(t.out, "\033[?1049l")
+	}
+	io.WriteString(t.out, "\033[?25l") // no cursor
+	defer io.WriteString(t.out, "\033[?25h")
 
+	// Every signal that ends top goes through the deferred restores.
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGWINCH, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGWINCH, os.Interrupt, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
+	answers := make(chan topData)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			d := fetch(t.addr)
+			select {
+			case answers <- d:
+			case <-done:
+				return
+			}
+			select {
+			case <-time.After(interval):
+			case <-done:
+				return
+			}
+		}
+	}()
 	draw := func() {
 		width, height := 0, 0
 		if ws, err := unix.IoctlGetWinsize(int(os.Stdout.Fd()), unix.TIOCGWINSZ); err == nil {
@@ -282,12 +311,12 @@ func (t *top) interactive(interval time.Duration, n int) int {
 		b.WriteString("\033[J") // clear below
 		io.WriteString(t.out, b.String())
 	}
-	t.refresh()
+	t.at = time.Now()
 	draw()
-	for i := 1; n == 0 || i < n; {
+	for i := 0; n == 0 || i < n; {
 		select {
-		case <-tick.C:
-			t.refresh()
+		case d := <-answers:
+			t.topData = d
 			draw()
 			i++
 		case k, ok := <-keys:
@@ -305,12 +334,22 @@ func (t *top) interactive(interval time.Duration, n int) int {
 				}
 			}
 		case s := <-sigs:
-			if s == syscall.SIGWINCH {
+			switch s {
+			case syscall.SIGWINCH:
 				draw()
-				continue
+			case syscall.SIGTERM:
+				return 143
+			case syscall.SIGHUP:
+				return 129
+			case syscall.SIGQUIT:
+				return 131
+			default:
+				return 130
 			}
-			return 130
 		}
+	}
+	if n > 0 {
+		io.WriteString(t.out, "\r\n")
 	}
 	return 0
 }

@@ -169,7 +169,7 @@ func (d *Daemon) handleProcesses(w http.ResponseWriter, r *http.Request) {
 	if err := d.scanFiles(false); err != nil {
 		d.log.Warn().Err(err).Msg("file table walk failed")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"processes": d.trk.Processes()})
+	writeJSON(w, http.StatusOK, map[string]any{"processes": d.trk.Processes(), "unowned_sockets": d.trk.UnownedSockets()})
 }
 
 func (d *Daemon) handleMetrics(w http.ResponseWriter, r *http.Request) {

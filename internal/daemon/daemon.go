@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -84,9 +85,9 @@ type Daemon struct {
 	lastScan time.Time
 	srv      *http.Server
 	addr     string
-	// The API's port and network namespace, to leave its own traffic
+	// The API's address and network namespace, to leave its own traffic
 	// out of the stream; set before Run reads the ring buffer.
-	apiPort  uint16
+	apiAddr  netip.AddrPort
 	apiNetns uint32
 	started  time.Time
 }
@@ -349,7 +350,7 @@ func (d *Daemon) serve(addr string) error {
 	}
 	d.addr = ln.Addr().String()
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
-		d.apiPort = uint16(ta.Port)
+		d.apiAddr = ta.AddrPort()
 		if self, err := netns.Self(); err == nil {
 			d.apiNetns = uint32(self.Inode)
 		}

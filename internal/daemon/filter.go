@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"net/netip"
+
 	"github.com/tcpstated/tcpstated/internal/events"
 	"github.com/tcpstated/tcpstated/internal/tracker"
 )
@@ -51,9 +53,29 @@ func quietEnd(o *Options, r *tracker.Report) bool {
 // ownAPITraffic says whether a report is about a connection to the
 // daemon's own HTTP API (a scrape, tcpstated sockets or top), left out of
 // the stream unless asked for: a top refreshing every two seconds made a
-// third of the stream of a quiet host.
+// third of the stream of a quiet host. Its server side is a socket on the
+// listener's address and port; its client side one towards them (towards
+// this host, for a wildcard listener). A connection to another host's
+// port of the same number is not the API's.
 func (d *Daemon) ownAPITraffic(r *tracker.Report) bool {
-	ev := r.Ev
-	return !d.opt.TraceOwnAPI && d.apiPort != 0 && r.Kind == tracker.ReportState &&
-		ev.Netns == d.apiNetns && (ev.Sport == d.apiPort || ev.Dport == d.apiPort)
+	api, ev := d.apiAddr, r.Ev
+	if d.opt.TraceOwnAPI || !api.IsValid() || r.Kind != tracker.ReportState || ev.Netns != d.apiNetns {
+		return false
+	}
+	ip := api.Addr().Unmap()
+	wildcard := ip.IsUnspecified()
+	at := func(a netip.Addr, port uint16, local bool) bool {
+		if port != api.Port() {
+			return false
+		}
+		a = a.Unmap()
+		if !wildcard {
+			return a == ip
+		}
+		// A wildcard listener: its own sockets are on any address; a
+		// client's peer must be this host, on loopback or the client's
+		// own address.
+		return local || a.IsLoopback() || a == ev.Saddr.Unmap()
+	}
+	return at(ev.Saddr, ev.Sport, true) || at(ev.Daddr, ev.Dport, false)
 }

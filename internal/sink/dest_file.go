@@ -3,6 +3,7 @@ package sink
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"time"
@@ -64,8 +65,12 @@ func (d *fileDest) close() {
 
 func (d *fileDest) takeBack(n int) error { return truncateTail(d.f, n) }
 
-// truncateTail removes the last n bytes of a regular file; other kinds of
-// file (a character device, a pipe) cannot take bytes back.
+// truncateTail takes back the last n bytes this descriptor wrote to a
+// regular file: it truncates and moves the offset back, so that a
+// descriptor opened without O_APPEND (a shell's > redirect of stdout) does
+// not leave a hole. Only when the file ends where this write did: bytes
+// someone else wrote since are not ours to cut. Other kinds of file (a
+// character device, a pipe) cannot take bytes back.
 func truncateTail(f *os.File, n int) error {
 	if f == nil {
 		return os.ErrClosed
@@ -77,10 +82,18 @@ func truncateTail(f *os.File, n int) error {
 	if !st.Mode().IsRegular() {
 		return nil
 	}
-	if int64(n) > st.Size() {
-		return fmt.Errorf("cannot take back %d bytes of a %d-byte file", n, st.Size())
+	pos, err := f.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
 	}
-	return f.Truncate(st.Size() - int64(n))
+	if pos != st.Size() || int64(n) > pos {
+		return fmt.Errorf("the file changed under the sink (offset %d, size %d): not cutting %d bytes", pos, st.Size(), n)
+	}
+	if err := f.Truncate(pos - int64(n)); err != nil {
+		return err
+	}
+	_, err = f.Seek(pos-int64(n), io.SeekStart)
+	return err
 }
 
 func (d *fileDest) healthy() bool  { return d.f != nil }

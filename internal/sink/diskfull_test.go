@@ -67,3 +67,29 @@ func TestFileSinkOnAFullDiskKeepsWholeLines(t *testing.T) {
 		t.Fatalf("%d whole lines in the file, want %d: %+v", lines, total, s.Stats())
 	}
 }
+
+// Taking bytes back from a descriptor opened without O_APPEND (a shell's
+// > redirect of stdout) moves its offset too: no hole of NULs.
+func TestTakeBackWithoutAppend(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("{\"id\":1}\n{\"id\"")
+	if err := truncateTail(f, len(`{"id"`)); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("{\"id\":2}\n")
+	b, _ := os.ReadFile(f.Name())
+	if string(b) != "{\"id\":1}\n{\"id\":2}\n" {
+		t.Fatalf("file %q", b)
+	}
+	// Bytes someone else wrote after ours are not cut.
+	other, _ := os.OpenFile(f.Name(), os.O_WRONLY|os.O_APPEND, 0)
+	other.WriteString("theirs\n")
+	other.Close()
+	if err := truncateTail(f, 3); err == nil {
+		t.Fatal("cut into another writer's bytes")
+	}
+}

@@ -132,10 +132,11 @@ func (s *queueSink) delivered() {
 }
 
 // failed notes why the sink cannot deliver, for Stats until it can again.
+// The reason is stored first: a reader that sees failing sees why.
 func (s *queueSink) failed(err error) {
-	s.failing.Store(true)
 	msg := err.Error()
 	s.lastErr.Store(&msg)
+	s.failing.Store(true)
 }
 
 // deliverEach sends one datagram per event.
@@ -183,7 +184,12 @@ func (s *queueSink) connect() error {
 	s.d.everConnected = true
 	s.connected.Store(true)
 	// Recovered only once a write goes through (delivered): a file on a
-	// full disk opens fine and fails at the next write.
+	// full disk opens fine and fails at the next write. With nothing
+	// queued there is nothing to prove: a stream whose peer hung up
+	// while idle is fine again once it reconnects.
+	if _, queued := s.q.peek(); queued == 0 {
+		s.delivered()
+	}
 	return nil
 }
 
@@ -207,7 +213,7 @@ func (s *queueSink) reopen() error {
 	s.d.everConnected = true
 	s.connected.Store(true)
 	s.d.backoff.reset()
-	s.d.trouble.recovered("sink reopened")
+	// Recovered only once a write goes through (delivered).
 	return nil
 }
 

@@ -101,7 +101,7 @@ func (s *queueSink) signal() {
 }
 
 func (s *queueSink) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Name:       s.name,
 		Queued:     s.q.len(),
 		Capacity:   s.q.capacity(),
@@ -111,18 +111,13 @@ func (s *queueSink) Stats() Stats {
 		Reconnects: s.reconnects.Load(),
 		Truncated:  s.truncated.Load(),
 		Connected:  s.connected.Load(),
-		Failing:    s.failing.Load(),
-		LastError:  s.lastError(),
 	}
-}
-
-func (s *queueSink) lastError() string {
-	if s.failing.Load() {
+	if st.Failing = s.failing.Load(); st.Failing {
 		if e := s.lastErr.Load(); e != nil {
-			return *e
+			st.LastError = *e
 		}
 	}
-	return ""
+	return st
 }
 
 // Reopen asks the drainer to reopen a file between two writes, so every

@@ -89,6 +89,13 @@ func (t *Tracker) evictProcess() bool {
 // (0 for none).
 func (t *Tracker) procMove(pid uint32, from, to events.State) {
 	if pid == 0 {
+		// No process to file it under: only counted.
+		if from != 0 {
+			t.unowned--
+		}
+		if to != 0 {
+			t.unowned++
+		}
 		return
 	}
 	var comm events.Comm
@@ -169,4 +176,11 @@ func (t *Tracker) procLeakResolved(pid uint32) {
 	if p := t.procs[pid]; p != nil && p.Leaking > 0 {
 		p.Leaking--
 	}
+}
+
+// UnownedSockets counts the live sockets no process is known to own.
+func (t *Tracker) UnownedSockets() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.unowned
 }

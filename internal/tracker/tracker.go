@@ -80,6 +80,7 @@ type Tracker struct {
 	ageing    ageList
 	timeWaits map[pressureKey]int
 	procs     map[uint32]*Process
+	unowned   int         // live rows with no known owner
 	procHot   [2]*Process // the last processes looked up
 	commHot   [2]commHot
 	comms     map[string]*CommStats

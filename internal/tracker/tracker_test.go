@@ -362,7 +362,7 @@ func TestQueryFilters(t *testing.T) {
 // walk of the whole table.
 func checkIndexes(t *testing.T, trk *Tracker) {
 	t.Helper()
-	ageing, tw, listen := 0, map[pressureKey]int{}, 0
+	ageing, tw, listen, unowned := 0, map[pressureKey]int{}, 0, 0
 	live := map[uint32][numStates]int{}
 	for _, s := range trk.sockets {
 		switch s.State {
@@ -382,7 +382,12 @@ func checkIndexes(t *testing.T, trk *Tracker) {
 			l := live[s.Pid]
 			l[s.State]++
 			live[s.Pid] = l
+		} else {
+			unowned++
 		}
+	}
+	if trk.unowned != unowned {
+		t.Fatalf("%d rows without an owner counted, table %d", trk.unowned, unowned)
 	}
 	if trk.ageing.len() != ageing {
 		t.Fatalf("ageing set has %d rows, table %d", trk.ageing.len(), ageing)
