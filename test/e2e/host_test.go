@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -68,7 +69,39 @@ func NewNetns(t *testing.T) *Host {
 	if own, _ := netnsOf(os.Getpid()); own == ino {
 		t.Fatal("the holder is in the test's own network namespace")
 	}
-	return &Host{Name: "test-made netns", Netns: ino, pid: cmd.Process.Pid, hold: cmd}
+	h := &Host{Name: "test-made netns", Netns: ino, pid: cmd.Process.Pid, hold: cmd}
+	hostsMu.Lock()
+	hosts[ino] = h
+	hostsMu.Unlock()
+	t.Cleanup(func() {
+		hostsMu.Lock()
+		delete(hosts, ino)
+		hostsMu.Unlock()
+	})
+	return h
+}
+
+// The namespaces the tests made, by inode, for hostOf.
+var (
+	hostsMu sync.Mutex
+	hosts   = map[uint64]*Host{}
+)
+
+// hostOf is the Host of a network namespace the test knows: one it made,
+// or its own.
+func hostOf(t *testing.T, netns uint64) *Host {
+	t.Helper()
+	hostsMu.Lock()
+	h := hosts[netns]
+	hostsMu.Unlock()
+	if h != nil {
+		return h
+	}
+	own := ownHost(t)
+	if netns != own.Netns {
+		t.Fatalf("an event in netns %d, which this test did not make", netns)
+	}
+	return own
 }
 
 // runNetnsHolder brings loopback up in the namespace it was started in,
