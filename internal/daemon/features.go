@@ -64,7 +64,7 @@ func (d *Daemon) snapshot() {
 		// Most are likely in a namespace that was walked: not counted
 		// as missed, but said.
 		d.log.Warn().Int("processes", found.Hidden).
-			Msg("the network namespace of some processes cannot be read (needs CAP_SYS_PTRACE): the start-up snapshot may miss the namespaces only they are in")
+			Msg("the network namespace of some processes cannot be read (permission denied: other users' processes need CAP_SYS_PTRACE): the start-up snapshot may miss the namespaces only they are in")
 	}
 	n, denied := 0, 0
 	followTW := d.tracer.Enabled(events.FeatureTimeWait)
