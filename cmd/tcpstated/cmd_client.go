@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -16,29 +14,9 @@ import (
 	"github.com/tcpstated/tcpstated/internal/tracker"
 )
 
-var httpClient = &http.Client{Timeout: 10 * time.Second}
-
-// getJSON asks a running daemon.
-func getJSON(addr, path string, q url.Values, v any) error {
-	u := url.URL{Scheme: "http", Host: addr, Path: path, RawQuery: q.Encode()}
-	resp, err := httpClient.Get(u.String())
-	if err != nil {
-		return fmt.Errorf("cannot reach tcpstated at %s (is `tcpstated run` running, with --listen %s?): %w", addr, addr, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return json.Unmarshal(body, v)
-}
-
 func cmdSockets(args []string) int {
 	fs := flag.NewFlagSet("sockets", flag.ContinueOnError)
-	addr := fs.String("addr", DefaultListen, "address of a running daemon's --listen")
+	cf := addClientFlags(fs)
 	var states statesFlag
 	var port portFlag
 	var pid pidFlag
@@ -79,8 +57,13 @@ func cmdSockets(args []string) int {
 	}
 	var resp struct {
 		Sockets []tracker.SocketView `json:"sockets"`
+		Own     bool                 `json:"only_own_processes,omitempty"`
 	}
-	if err := getJSON(*addr, "/api/v1/sockets", q, &resp); err != nil {
+	api, err := cf.client()
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	if err := api.getJSON("/api/v1/sockets", q, &resp); err != nil {
 		fmt.Fprintf(os.Stderr, "tcpstated sockets: %v\n", err)
 		return 1
 	}
@@ -105,6 +88,9 @@ func cmdSockets(args []string) int {
 			endpoint(s.Saddr, s.Sport), endpoint(s.Daddr, s.Dport), age, owner(s.Pid), orDash(s.Comm), fd, s.Cookie)
 	}
 	tw.Flush()
+	if resp.Own {
+		fmt.Fprintln(os.Stderr, "tcpstated sockets: only your own processes' sockets (root and the daemon's --api-group see all)")
+	}
 	return 0
 }
 

@@ -20,8 +20,16 @@ import (
 	"github.com/tcpstated/tcpstated/internal/tracker"
 )
 
-// DefaultListen is loopback only: the API names processes and peers.
+// DefaultListen is loopback only, and serves metrics and health alone: the
+// socket table is on the API socket, where each user sees their own.
 const DefaultListen = "127.0.0.1:9932"
+
+// DefaultSocket is the API socket, and where the clients look first.
+const DefaultSocket = "/run/tcpstated/api.sock"
+
+// DefaultGroup is the group whose members see every socket; it may not
+// exist, and then only root does.
+const DefaultGroup = "tcpstated"
 
 func cmdRun(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
@@ -35,7 +43,12 @@ func cmdRun(args []string) int {
 		ring     = sizeFlag(8 << 20)
 		format   = fs.String("format", "auto", "event format: json (one object per line), text (aligned), or auto: text on a terminal, json otherwise")
 		ready    = fs.String("ready-file", "", "write this file (pid and API address, JSON) once tracing has started")
-		listen   = fs.String("listen", DefaultListen, "HTTP address for /metrics, /api/v1 and /healthz; \"off\" to disable")
+		listen   = fs.String("listen", DefaultListen, "network address for /metrics and /healthz (and /api/v1 with --listen-api); \"off\" to disable")
+		webConf  = fs.String("web.config.file", "", "TLS and authentication for --listen: the Prometheus exporter toolkit's web configuration file (tls_server_config, basic_auth_users)")
+		listAPI  = fs.Bool("listen-api", false, "serve the socket table (/api/v1) on --listen too; needs TLS and authentication from --web.config.file")
+		insecure = fs.Bool("allow-unauthenticated-listen", false, "let --listen serve beyond loopback, or serve /api/v1, without TLS and authentication: anyone who can connect reads what it serves")
+		apiSock  = fs.String("api-socket", DefaultSocket, "unix socket serving /api/v1, /metrics and /healthz: everything to root and --api-group, only their own processes' sockets to other users; \"off\" to disable")
+		apiGroup = fs.String("api-group", DefaultGroup, "group (name or gid) whose members see every socket on --api-socket")
 		logLevel = fs.String("log-level", "info", "diagnostics on stderr: debug, info, warn, error")
 		maxSocks = fs.Int("max-sockets", 262144, "live socket table size; sockets past it are not tracked (counted)")
 		maxTW    = fs.Int("max-timewait", 0, "timewait sockets followed in the kernel (0: net.ipv4.tcp_max_tw_buckets)")
@@ -120,6 +133,18 @@ func cmdRun(args []string) int {
 	if *listen == "off" {
 		*listen = ""
 	}
+	if *apiSock == "off" {
+		*apiSock = ""
+	}
+	if *apiSock != "" && (!strings.HasPrefix(*apiSock, "/") || len(*apiSock) > 107) {
+		return usageError(fs, "--api-socket %q: want an absolute path of at most 107 bytes, or off", *apiSock)
+	}
+	if *webConf != "" && *listen == "" {
+		return usageError(fs, "--web.config.file secures --listen, which is off")
+	}
+	if *listAPI && *listen == "" {
+		return usageError(fs, "--listen-api serves the API on --listen, which is off")
+	}
 	if *maxTW == 0 {
 		*maxTW = readSysctlInt("/proc/sys/net/ipv4/tcp_max_tw_buckets", 131072)
 		*maxTW = min(max(*maxTW, 1024), 1<<22)
@@ -133,7 +158,10 @@ func cmdRun(args []string) int {
 	}
 
 	opt := daemon.Options{
-		Format: *format, Sinks: sinks, ReadyFile: *ready, Listen: *listen,
+		Format: *format, Sinks: sinks, ReadyFile: *ready,
+		Listen: *listen, WebConfigFile: *webConf, ListenAPI: *listAPI, AllowUnauthenticated: *insecure,
+		APISocket: *apiSock, APISocketIsDefault: *apiSock == DefaultSocket,
+		APIGroup: *apiGroup, APIGroupIsDefault: *apiGroup == DefaultGroup,
 		Filter:      events.Filter{Pid: uint32(pid), Port: uint16(port), Family: events.Family(family), States: states},
 		RingBytes:   int(ring),
 		MaxTimeWait: *maxTW,

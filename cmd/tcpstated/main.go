@@ -19,6 +19,7 @@ Usage:
   tcpstated [run] [flags]     trace and stream events (needs root or CAP_BPF+CAP_PERFMON)
   tcpstated sockets [flags]   one-shot socket table from a running daemon, like ss -tanp
   tcpstated top [flags]       live per-process view from a running daemon
+  tcpstated health [flags]    a running daemon's status (exit 0 when it traces), for probes
   tcpstated check [flags]     which features this kernel allows (loads each one, then exits)
   tcpstated version           version and commit (also --version)
 
@@ -48,6 +49,8 @@ func run(args []string) int {
 		return cmdTop(args)
 	case "check":
 		return cmdCheck(args)
+	case "health":
+		return cmdHealth(args)
 	case "version":
 		fmt.Println(versionString())
 		return 0

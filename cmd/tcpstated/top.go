@@ -45,7 +45,7 @@ type topRow struct {
 
 func cmdTop(args []string) int {
 	fs := flag.NewFlagSet("top", flag.ContinueOnError)
-	addr := fs.String("addr", DefaultListen, "address of a running daemon's --listen")
+	cf := addClientFlags(fs)
 	interval := durationFlag(fs, "interval", 2*time.Second, "refresh interval")
 	iterations := fs.Int("n", 0, "stop after this many refreshes (0: until q or interrupted)")
 	sortBy := fs.String("sort", "leaking", "order: leaking, timewait, closewait, sockets or pid (keys l t c s p)")
@@ -81,7 +81,11 @@ Flags:
 	if sortIdx < 0 {
 		return usageError(fs, "--sort %q: want leaking, timewait, closewait, sockets or pid", *sortBy)
 	}
-	t := &top{addr: *addr, sort: sortIdx, out: os.Stdout}
+	api, err := cf.client()
+	if err != nil {
+		return usageError(fs, "%v", err)
+	}
+	t := &top{addr: cf.addr, api: api, sort: sortIdx, out: os.Stdout}
 	if isTerminal() {
 		return t.interactive(*interval, *iterations)
 	}
@@ -90,6 +94,7 @@ Flags:
 
 type top struct {
 	addr string
+	api  *apiClient
 	sort int
 	out  io.Writer
 	topData
@@ -98,24 +103,26 @@ type top struct {
 // topData is one answer of the daemon, or why there is none.
 type topData struct {
 	rows    []topRow
-	unowned int // live sockets no process is known to own
+	unowned int  // live sockets no process is known to own
+	own     bool // the daemon showed only this user's processes
 	err     error
 	at      time.Time
 }
 
 // fetch asks the daemon; a failure is kept for the screen, not fatal.
-func fetch(addr string) (t topData) {
+func fetch(api *apiClient) (t topData) {
 	var procs struct {
 		Processes []tracker.ProcessView `json:"processes"`
 		Unowned   int                   `json:"unowned_sockets"`
+		Own       bool                  `json:"only_own_processes"`
 	}
 	var socks struct {
 		Sockets []tracker.SocketView `json:"sockets"`
 	}
 	t.at = time.Now()
-	t.err = getJSON(addr, "/api/v1/processes", nil, &procs)
+	t.err = api.getJSON("/api/v1/processes", nil, &procs)
 	if t.err == nil {
-		t.err = getJSON(addr, "/api/v1/sockets", url.Values{"state": {events.CloseWait.String()}}, &socks)
+		t.err = api.getJSON("/api/v1/sockets", url.Values{"state": {events.CloseWait.String()}}, &socks)
 	}
 	if t.err != nil {
 		return t
@@ -124,7 +131,7 @@ func fetch(addr string) (t topData) {
 	for _, s := range socks.Sockets {
 		oldest[s.Pid] = max(oldest[s.Pid], s.AgeS)
 	}
-	t.unowned = procs.Unowned
+	t.unowned, t.own = procs.Unowned, procs.Own
 	for _, p := range procs.Processes {
 		r := topRow{pid: p.Pid, comm: p.Comm, leaking: p.CloseWaitLeaks, leaks: p.LeaksTotal,
 			closeWait: p.CloseWait, timeWait: p.TimeWait, established: p.Sockets[events.Established.String()],
@@ -149,7 +156,11 @@ func (t *top) render(w io.Writer, width, height int) {
 	if height > 0 {
 		help = "  q quit, l t c s p sort"
 	}
-	add(fmt.Sprintf("tcpstated top  %s  %s  sort: %s%s", t.addr, t.at.Format("15:04:05"), topSorts[t.sort].name, help))
+	scope := ""
+	if t.own {
+		scope = "  (your processes only)"
+	}
+	add(fmt.Sprintf("tcpstated top  %s  %s  sort: %s%s%s", t.addr, t.at.Format("15:04:05"), topSorts[t.sort].name, scope, help))
 	if t.err != nil {
 		add("")
 		add(fmt.Sprintf("daemon unreachable, retrying: %v", t.err))
@@ -237,7 +248,7 @@ func (t *top) plain(interval time.Duration, n int) int {
 		if i > 0 {
 			time.Sleep(interval)
 		}
-		t.topData = fetch(t.addr)
+		t.topData = fetch(t.api)
 		if t.err != nil {
 			failed++
 			fmt.Fprintf(os.Stderr, "tcpstated top: %v (retrying)\n", t.err)
@@ -287,7 +298,7 @@ func (t *top) interactive(interval time.Duration, n int) int {
 	defer close(done)
 	go func() {
 		for {
-			d := fetch(t.addr)
+			d := fetch(t.api)
 			select {
 			case answers <- d:
 			case <-done:

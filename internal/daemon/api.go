@@ -15,12 +15,19 @@ import (
 // maxRows bounds one /api/v1/sockets answer unless ?limit= says less.
 const maxRows = 100000
 
-func (d *Daemon) routes() http.Handler {
+// routes serves health and metrics, and the socket table when api is set.
+func (d *Daemon) routes(api bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", d.handleHealth)
-	mux.HandleFunc("GET /api/v1/sockets", d.handleSockets)
-	mux.HandleFunc("GET /api/v1/processes", d.handleProcesses)
 	mux.HandleFunc("GET /metrics", d.handleMetrics)
+	if api {
+		mux.HandleFunc("GET /api/v1/sockets", d.handleSockets)
+		mux.HandleFunc("GET /api/v1/processes", d.handleProcesses)
+	} else {
+		mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "the socket table is not served here: use the API socket on the host, or --listen-api with TLS and authentication"})
+		})
+	}
 	return mux
 }
 
@@ -158,7 +165,23 @@ func (d *Daemon) handleSockets(w http.ResponseWriter, r *http.Request) {
 	if err := d.scanFiles(false); err != nil {
 		d.log.Warn().Err(err).Msg("file table walk failed")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sockets": d.trk.Sockets(q, d.clock.Wall)})
+	c := callerOf(r)
+	if c.all {
+		writeJSON(w, http.StatusOK, map[string]any{"sockets": d.trk.Sockets(q, d.clock.Wall)})
+		return
+	}
+	// Another user's: only their own processes' sockets, as `ss -p`.
+	limit := q.Limit
+	q.Limit = maxRows
+	own := newOwnedBy(c.uid)
+	rows := d.trk.Sockets(q, d.clock.Wall)
+	out := rows[:0]
+	for _, s := range rows {
+		if len(out) < limit && own.pid(s.Pid) {
+			out = append(out, s)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sockets": out, "only_own_processes": true})
 }
 
 func (d *Daemon) handleProcesses(w http.ResponseWriter, r *http.Request) {
@@ -169,10 +192,27 @@ func (d *Daemon) handleProcesses(w http.ResponseWriter, r *http.Request) {
 	if err := d.scanFiles(false); err != nil {
 		d.log.Warn().Err(err).Msg("file table walk failed")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"processes": d.trk.Processes(), "unowned_sockets": d.trk.UnownedSockets()})
+	c := callerOf(r)
+	if c.all {
+		writeJSON(w, http.StatusOK, map[string]any{"processes": d.trk.Processes(), "unowned_sockets": d.trk.UnownedSockets()})
+		return
+	}
+	own := newOwnedBy(c.uid)
+	procs := d.trk.Processes()
+	out := procs[:0]
+	for _, p := range procs {
+		if own.pid(p.Pid) {
+			out = append(out, p)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"processes": out, "only_own_processes": true})
 }
 
 func (d *Daemon) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	if !callerOf(r).all {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "the metrics name every user's processes and peers: root and members of the API group (--api-group) read them"})
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	d.writeMetrics(w)
 }

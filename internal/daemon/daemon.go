@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -19,7 +18,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tcpstated/tcpstated/internal/events"
-	"github.com/tcpstated/tcpstated/internal/netns"
 	"github.com/tcpstated/tcpstated/internal/sink"
 	"github.com/tcpstated/tcpstated/internal/tracker"
 )
@@ -30,7 +28,18 @@ type Options struct {
 	Sinks     []string // sink URLs
 	Filter    events.Filter
 	ReadyFile string
-	Listen    string // "" disables the HTTP server
+	Listen    string // "" disables the network listener
+	// WebConfigFile secures Listen: the exporter toolkit's TLS and basic
+	// auth file.
+	WebConfigFile string
+	ListenAPI     bool // serve /api/v1 on Listen too, not only metrics
+	// AllowUnauthenticated lets Listen serve beyond loopback (or the API on
+	// loopback) without TLS and authentication.
+	AllowUnauthenticated bool
+	APISocket            string // unix socket serving everything; "" for none
+	APISocketIsDefault   bool   // one that cannot be made is a warning, not an error
+	APIGroup             string // group that sees everything on APISocket
+	APIGroupIsDefault    bool   // a missing APIGroup is not an error
 
 	RingBytes   int
 	MaxTimeWait int
@@ -83,8 +92,11 @@ type Daemon struct {
 	snap     SnapshotCoverage
 	scanMu   sync.Mutex
 	lastScan time.Time
-	srv      *http.Server
-	addr     string
+	servers  []*http.Server
+	addr     string // the network listener's address
+	sockPath string // the API socket's path
+	apiGroup int    // gid that sees everything on the API socket, or -1
+	web      webSecurity
 	// The API's address and network namespace, to leave its own traffic
 	// out of the stream; set before Run reads the ring buffer.
 	apiAddr  netip.AddrPort
@@ -96,6 +108,14 @@ type Daemon struct {
 // Nothing is written until Run.
 func Open(opt Options) (*Daemon, error) {
 	d := &Daemon{opt: opt, log: opt.Log, clock: events.NewClock(), started: time.Now()}
+	// Who may see what is settled before anything is loaded.
+	var err error
+	if d.web, err = listenPolicy(opt); err != nil {
+		return nil, err
+	}
+	if d.apiGroup, err = lookupGroup(opt.APIGroup, opt.APIGroupIsDefault); err != nil {
+		return nil, err
+	}
 	if len(opt.Sinks) == 0 {
 		opt.Sinks = []string{"stdout"}
 	}
@@ -156,11 +176,9 @@ func Open(opt Options) (*Daemon, error) {
 	}
 	d.fanout.Flush()
 
-	if opt.Listen != "" {
-		if err := d.serve(opt.Listen); err != nil {
-			d.Close()
-			return nil, err
-		}
+	if err := d.serve(); err != nil {
+		d.Close()
+		return nil, err
 	}
 	return d, nil
 }
@@ -211,7 +229,7 @@ func (d *Daemon) scanFiles(force bool) error {
 // Run streams until ctx ends, then drains and returns the summary.
 func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 	if d.opt.ReadyFile != "" {
-		ready, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "listen": d.addr})
+		ready, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "listen": d.addr, "socket": d.sockPath})
 		if err := os.WriteFile(d.opt.ReadyFile, append(ready, '\n'), 0o644); err != nil {
 			return Summary{}, fmt.Errorf("--ready-file: %w", err)
 		}
@@ -328,11 +346,12 @@ func (d *Daemon) Reopen() error { return d.fanout.Reopen() }
 
 // Close stops the HTTP server, flushes sinks and unloads the programs.
 func (d *Daemon) Close() error {
-	if d.srv != nil {
+	for _, srv := range d.servers {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		d.srv.Shutdown(ctx)
+		srv.Shutdown(ctx)
 		cancel()
 	}
+	d.servers = nil
 	var err error
 	if d.fanout != nil {
 		err = d.fanout.Close()
@@ -341,32 +360,4 @@ func (d *Daemon) Close() error {
 		d.tracer.Close()
 	}
 	return err
-}
-
-func (d *Daemon) serve(addr string) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("--listen %s: %w", addr, err)
-	}
-	d.addr = ln.Addr().String()
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
-		d.apiAddr = ta.AddrPort()
-		if self, err := netns.Self(); err == nil {
-			d.apiNetns = uint32(self.Inode)
-		}
-	}
-	d.srv = &http.Server{
-		Handler:           d.routes(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-	}
-	go func() {
-		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error().Err(err).Msg("HTTP server stopped")
-		}
-	}()
-	d.log.Info().Str("listen", d.addr).Msg("serving /metrics and /api/v1")
-	return nil
 }

@@ -57,8 +57,8 @@ type APIProcess struct {
 
 func (d *Daemon) get(path string, q url.Values, v any) {
 	d.t.Helper()
-	u := url.URL{Scheme: "http", Host: d.API, Path: path, RawQuery: q.Encode()}
-	resp, err := http.Get(u.String())
+	u := url.URL{Path: path, RawQuery: q.Encode()}
+	resp, err := d.APIGet(u.String())
 	if err != nil {
 		d.t.Fatalf("GET %s: %v", u.String(), err)
 	}
@@ -163,7 +163,7 @@ func eventually(t *testing.T, what string, timeout time.Duration, cond func() er
 func TestAPIRejectsBadQueries(t *testing.T) {
 	d := StartDaemon(t)
 	for _, q := range []string{"state=NOPE", "pid=-1", "pid=abc", "port=70000", "port=0", "limit=0", "evil=1", "state=LISTEN&state=CLOSE"} {
-		resp, err := http.Get("http://" + d.API + "/api/v1/sockets?" + q)
+		resp, err := d.APIGet("/api/v1/sockets?" + q)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +173,7 @@ func TestAPIRejectsBadQueries(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/api/v1/nothing", "/../etc/passwd"} {
-		resp, err := http.Get("http://" + d.API + path)
+		resp, err := d.APIGet(path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -182,7 +182,7 @@ func TestAPIRejectsBadQueries(t *testing.T) {
 			t.Errorf("%s: %s, want 404", path, resp.Status)
 		}
 	}
-	resp, err := http.Post("http://"+d.API+"/api/v1/sockets", "text/plain", strings.NewReader("x"))
+	resp, err := socketClient(d.Socket).Post("http://tcpstated/api/v1/sockets", "text/plain", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
 	}

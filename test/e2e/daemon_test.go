@@ -3,8 +3,11 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,7 +104,8 @@ type Daemon struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	Events string // path of the event file
-	API    string // host:port of the HTTP API
+	API    string // host:port of the network listener (metrics, health)
+	Socket string // path of the API socket (everything)
 	stderr syncBuffer
 	done   chan struct{}
 }
@@ -139,7 +143,8 @@ func StartDaemonWith(t *testing.T, setup func(cmd *exec.Cmd, dir string), flags 
 	d := &Daemon{t: t, Events: filepath.Join(dir, "events.json"), done: make(chan struct{})}
 	ready := filepath.Join(dir, "ready")
 	args := append([]string{"run", "--format", "json", "--sink", "file:" + d.Events,
-		"--ready-file", ready, "--listen", "127.0.0.1:0", "--poll-interval", "20ms"}, flags...)
+		"--ready-file", ready, "--listen", "127.0.0.1:0", "--api-socket", filepath.Join(dir, "api.sock"),
+		"--poll-interval", "20ms"}, flags...)
 	d.cmd = exec.Command(daemonBinary(t), args...)
 	d.cmd.Stderr = &d.stderr
 	if setup != nil {
@@ -159,11 +164,11 @@ func StartDaemonWith(t *testing.T, setup func(cmd *exec.Cmd, dir string), flags 
 	for {
 		b, err := os.ReadFile(ready)
 		if err == nil && len(b) > 0 {
-			var r struct{ Listen string }
+			var r struct{ Listen, Socket string }
 			if err := json.Unmarshal(b, &r); err != nil {
 				t.Fatalf("ready file %q: %v", b, err)
 			}
-			d.API = r.Listen
+			d.API, d.Socket = r.Listen, r.Socket
 			return d
 		}
 		select {
@@ -175,6 +180,20 @@ func StartDaemonWith(t *testing.T, setup func(cmd *exec.Cmd, dir string), flags 
 			t.Fatalf("tcpstated not ready after 30s\n%s", d.stderr.String())
 		}
 	}
+}
+
+// socketClient talks HTTP over a daemon's API socket at path.
+func socketClient(path string) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		},
+	}}
+}
+
+// APIGet sends GET path (with its query) over the API socket.
+func (d *Daemon) APIGet(pathAndQuery string) (*http.Response, error) {
+	return socketClient(d.Socket).Get("http://tcpstated" + pathAndQuery)
 }
 
 // Stop sends SIGINT and waits; it returns the daemon's stderr.

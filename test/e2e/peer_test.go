@@ -35,6 +35,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(holderEnv) == "1" {
 		os.Exit(runNetnsHolder())
 	}
+	if arg := os.Getenv(getEnv); arg != "" {
+		os.Exit(runGet(arg))
+	}
 	os.Exit(m.Run())
 }
 

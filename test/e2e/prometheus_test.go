@@ -71,18 +71,24 @@ func freePort(t *testing.T) int {
 // target every second, and waits until it is ready.
 func StartPrometheus(t *testing.T, target string) *Prometheus {
 	t.Helper()
-	bin := prometheusBinary(t)
-	dir := t.TempDir() // before the process cleanup: removed after it stops
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
+	return StartPrometheusWith(t, fmt.Sprintf(`
   - job_name: tcpstated
     static_configs:
       - targets: [%q]
-`, target)), 0o644); err != nil {
+`, target))
+}
+
+// StartPrometheusWith runs prometheus with these scrape_configs entries.
+func StartPrometheusWith(t *testing.T, scrapeConfigs string) *Prometheus {
+	t.Helper()
+	bin := prometheusBinary(t)
+	dir := t.TempDir() // before the process cleanup: removed after it stops
+	cfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfg, []byte(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:`+scrapeConfigs), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p := &Prometheus{t: t, Addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), log: filepath.Join(dir, "prometheus.log"), done: make(chan struct{})}

@@ -469,7 +469,7 @@ func TestManyTimeWaitsBeforeStart(t *testing.T) {
 		return nil
 	})
 	// tcpstated sockets and the metrics say the same as the API.
-	out, errOut, code := run(t, "sockets", "--addr", d.API, "--state", "TIME_WAIT", "--port", fmt.Sprint(port))
+	out, errOut, code := run(t, "sockets", "--addr", d.Socket, "--state", "TIME_WAIT", "--port", fmt.Sprint(port))
 	if code != 0 || strings.Count(strings.TrimSpace(out), "\n") != 0 {
 		t.Errorf("tcpstated sockets after the end (exit %d): %s%s", code, out, errOut)
 	}

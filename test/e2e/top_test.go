@@ -92,7 +92,7 @@ func TestTopInTerminal(t *testing.T) {
 	server, _, port := leakyServer(t, ownHost(t))
 	checkLeakedSockets(t, d, ownHost(t), server, port, time.Second, false)
 	exit := filepath.Join(t.TempDir(), "exit")
-	s := newTmux(t, 100, 20, fmt.Sprintf("%s top --addr %s --interval 200ms; echo $? > %s", daemonBinary(t), d.API, exit))
+	s := newTmux(t, 100, 20, fmt.Sprintf("%s top --addr %s --interval 200ms; echo $? > %s", daemonBinary(t), d.Socket, exit))
 
 	lines := s.waitScreen("top showing the leaker", fmt.Sprint(server.Pid))
 	fits(t, lines, 100, 20)
@@ -118,10 +118,10 @@ func TestTopInTerminal(t *testing.T) {
 	}
 
 	// The daemon goes away and comes back on the same address.
-	api := d.API
+	sock := d.Socket
 	d.Stop()
 	s.waitScreen("top waiting for the daemon", "daemon unreachable")
-	StartDaemon(t, "--listen", api)
+	StartDaemon(t, "--api-socket", sock)
 	s.waitScreen("top back with the new daemon", "sort: pid")
 	eventually(t, "rows again", 10*time.Second, func() error {
 		if strings.Contains(strings.Join(s.screen(), "\n"), "unreachable") {

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// clientFlags say how sockets, top and health reach a daemon.
+type clientFlags struct {
+	addr, caFile, certFile, keyFile, serverName, username, passwordFile string
+}
+
+func addClientFlags(fs *flag.FlagSet) *clientFlags {
+	c := &clientFlags{}
+	fs.StringVar(&c.addr, "addr", DefaultSocket, "the daemon: its API socket (a path), host:port or http://host:port, or https://host:port")
+	fs.StringVar(&c.caFile, "ca-file", "", "CA certificates (PEM) that sign the daemon's certificate, for https (default: the system's)")
+	fs.StringVar(&c.certFile, "cert-file", "", "client certificate (PEM), for a daemon that verifies clients")
+	fs.StringVar(&c.keyFile, "key-file", "", "the client certificate's key (PEM)")
+	fs.StringVar(&c.serverName, "server-name", "", "name the daemon's certificate must carry (default: the host in --addr)")
+	fs.StringVar(&c.username, "username", "", "basic auth user; the password comes from --password-file or $TCPSTATED_PASSWORD")
+	fs.StringVar(&c.passwordFile, "password-file", "", "file holding the basic auth password (its first line)")
+	return c
+}
+
+// apiClient asks one daemon.
+type apiClient struct {
+	base       url.URL
+	where      string // --addr, for messages
+	http       *http.Client
+	user, pass string
+}
+
+// maxAnswer bounds what is read from a daemon: 100000 rows fit.
+const maxAnswer = 256 << 20
+
+func (c *clientFlags) client() (*apiClient, error) {
+	a := &apiClient{where: c.addr}
+	tr := &http.Transport{ResponseHeaderTimeout: 10 * time.Second, MaxIdleConns: 2}
+	switch {
+	case strings.HasPrefix(c.addr, "/"):
+		path := c.addr
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", path)
+		}
+		a.base = url.URL{Scheme: "http", Host: "tcpstated"}
+	case strings.HasPrefix(c.addr, "https://"), strings.HasPrefix(c.addr, "http://"):
+		u, err := url.Parse(c.addr)
+		if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return nil, fmt.Errorf("--addr %q: want https://host:port or http://host:port", c.addr)
+		}
+		a.base = url.URL{Scheme: u.Scheme, Host: u.Host}
+	default:
+		if _, _, err := net.SplitHostPort(c.addr); err != nil {
+			return nil, fmt.Errorf("--addr %q: want a socket path, host:port, http://host:port or https://host:port", c.addr)
+		}
+		a.base = url.URL{Scheme: "http", Host: c.addr}
+	}
+	tlsSet := c.caFile != "" || c.certFile != "" || c.keyFile != "" || c.serverName != ""
+	if tlsSet && a.base.Scheme != "https" {
+		return nil, fmt.Errorf("--ca-file, --cert-file, --key-file and --server-name are for https:// addresses")
+	}
+	if a.base.Scheme == "https" {
+		conf, err := c.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig = conf
+	}
+	if c.username != "" {
+		pass, err := c.password()
+		if err != nil {
+			return nil, err
+		}
+		if a.base.Scheme == "http" && !strings.HasPrefix(c.addr, "/") && !loopbackHost(a.base.Hostname()) {
+			return nil, fmt.Errorf("--username: the password would cross the network in clear text; use https://")
+		}
+		a.user, a.pass = c.username, pass
+	} else if c.passwordFile != "" {
+		return nil, fmt.Errorf("--password-file needs --username")
+	}
+	a.http = &http.Client{Transport: tr, Timeout: 15 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return a, nil
+}
+
+func (c *clientFlags) tlsConfig() (*tls.Config, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.serverName}
+	if c.caFile != "" {
+		pem, err := os.ReadFile(c.caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--ca-file: %w", err)
+		}
+		conf.RootCAs = x509.NewCertPool()
+		if !conf.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", c.caFile)
+		}
+	}
+	if (c.certFile == "") != (c.keyFile == "") {
+		return nil, fmt.Errorf("--cert-file and --key-file go together")
+	}
+	if c.certFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{cert}
+	}
+	return conf, nil
+}
+
+// password is the first line of --password-file, or $TCPSTATED_PASSWORD:
+// never a flag's value, which ps shows to every user.
+func (c *clientFlags) password() (string, error) {
+	if c.passwordFile == "" {
+		if p, ok := os.LookupEnv("TCPSTATED_PASSWORD"); ok {
+			return p, nil
+		}
+		return "", fmt.Errorf("--username %s: give the password in --password-file or $TCPSTATED_PASSWORD", c.username)
+	}
+	f, err := os.Open(c.passwordFile)
+	if err != nil {
+		return "", fmt.Errorf("--password-file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", fmt.Errorf("--password-file: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return "", fmt.Errorf("--password-file %s: empty first line", c.passwordFile)
+	}
+	return line, nil
+}
+
+func loopbackHost(h string) bool {
+	ip := net.ParseIP(h)
+	return h == "localhost" || ip != nil && ip.IsLoopback()
+}
+
+// getJSON asks the daemon for path and decodes the answer into v.
+func (a *apiClient) getJSON(path string, q url.Values, v any) error {
+	u := a.base
+	u.Path, u.RawQuery = path, q.Encode()
+	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
+	if err != nil {
+		return err
+	}
+	if a.user != "" {
+		req.SetBasicAuth(a.user, a.pass)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return a.unreachable(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
+	if err != nil {
+		return err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return json.Unmarshal(body, v)
+	case http.StatusUnauthorized:
+		if a.user == "" {
+			return fmt.Errorf("%s asks for credentials (401): give --username and --password-file", a.where)
+		}
+		return fmt.Errorf("%s refused the credentials of %s (401 Unauthorized)", a.where, a.user)
+	}
+	if resp.StatusCode == http.StatusBadRequest && strings.Contains(string(body), "HTTPS server") {
+		return fmt.Errorf("%s speaks TLS: use https://%s", a.where, a.base.Host)
+	}
+	var e struct{ Error string }
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, e.Error)
+	}
+	return fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+}
+
+// unreachable says why the daemon did not answer, and what to try.
+func (a *apiClient) unreachable(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var badName x509.HostnameError
+	var recordErr tls.RecordHeaderError
+	switch {
+	case errors.As(err, &unknownCA):
+		return fmt.Errorf("%s: the daemon's certificate is not signed by a CA this client trusts: give it with --ca-file (%v)", a.where, err)
+	case errors.As(err, &badName):
+		return fmt.Errorf("%s: the daemon's certificate does not name this host: use --server-name (%v)", a.where, err)
+	case errors.As(err, &recordErr):
+		return fmt.Errorf("%s does not speak TLS: use http:// (%v)", a.where, err)
+	case strings.Contains(err.Error(), "certificate required"), strings.Contains(err.Error(), "bad certificate"):
+		return fmt.Errorf("%s wants a client certificate: give --cert-file and --key-file (%v)", a.where, err)
+	case a.base.Host == "tcpstated" && errors.Is(err, syscall.ENOENT), a.base.Host == "tcpstated" && errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("no daemon at %s (is `tcpstated run` running? it creates this socket; or give --addr): %v", a.where, err)
+	case errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("%s: permission denied (the socket's directory or the socket itself): %v", a.where, err)
+	}
+	return fmt.Errorf("cannot reach tcpstated at %s (is `tcpstated run` running? give --addr): %w", a.where, err)
+}
