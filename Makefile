@@ -79,6 +79,8 @@ install: build ## install bin/tcpstated and its systemd unit (DESTDIR, PREFIX, U
 	sed 's|^ExecStart=/usr/local/bin/tcpstated |ExecStart=$(PREFIX)/bin/tcpstated |' \
 		packaging/tcpstated.service > $(DESTDIR)$(UNITDIR)/tcpstated.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/tcpstated.service
+	install -D -m 0644 packaging/tcpstated.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/tcpstated.conf
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null; then systemd-sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/tcpstated.conf; fi
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
 	@echo "installed; start with: systemctl enable --now tcpstated"
 
