@@ -1,55 +1,75 @@
 // Command validate checks the Kubernetes manifests in deploy/kubernetes
 // without a cluster: each document must decode strictly into its API type
-// (k8s.io/api), and the DaemonSet must keep the properties docs/deploy.md
-// relies on (host namespaces, the exact capability set, probes and scrape
-// port in agreement, resources set).
+// (k8s.io/api), and the deployment must keep the properties docs/deploy.md
+// relies on: host namespaces, the exact capability set, resources set, the
+// network listener on the metrics port behind TLS and authentication, the
+// web config Secret mounted read-only, exec probes over the API socket and
+// its host directory. The files given form one deployment: a web config
+// Secret (the template, or a filled-in copy) is checked against the
+// DaemonSet, and with -prometheus, so is the scrape job.
 //
-// Usage: go run . ../daemonset.yaml [more.yaml ...]
+// Usage: go run . [-prometheus scrape-config.yml] ../daemonset.yaml [more.yaml ...]
 //
 // It lives in its own module so that the root module does not depend on
 // the Kubernetes libraries.
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
+	"strings"
 )
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: validate FILE.yaml...")
+	prom := flag.String("prometheus", "", "a Prometheus configuration whose job must scrape the DaemonSet")
+	flag.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: validate [-prometheus FILE.yml] FILE.yaml...")
+	}
+	flag.Parse()
+	if flag.NArg() < 1 {
+		flag.Usage()
 		os.Exit(2)
 	}
-	failed := false
-	for _, path := range os.Args[1:] {
-		if err := validateFile(path); err != nil {
-			failed = true
+	m, ok := &Manifest{}, true
+	for _, path := range flag.Args() {
+		part, err := loadManifest(path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", path, err)
+			ok = false
+			continue
 		}
+		m.Add(part)
 	}
-	if failed {
+	if *prom != "" {
+		sc, err := ReadScrapeConfig(*prom)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			ok = false
+		}
+		m.Scrape = sc
+	}
+	if !ok {
 		os.Exit(1)
 	}
-}
-
-func validateFile(path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", path, err)
-		return err
-	}
-	m, err := Decode(data)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", path, err)
-		return err
+	files := strings.Join(flag.Args(), " ")
+	if *prom != "" {
+		files += " " + *prom
 	}
 	errs := Check(m)
 	for _, e := range errs {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", path, e)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", files, e)
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("%s: %d problems", path, len(errs))
+		os.Exit(1)
 	}
-	fmt.Printf("%s: ok (Namespace %s, ServiceAccount %s, DaemonSet %s)\n",
-		path, m.Namespaces[0].Name, m.ServiceAccounts[0].Name, m.DaemonSets[0].Name)
-	return nil
+	fmt.Printf("%s: ok (%s)\n", files, m.Summary())
+}
+
+func loadManifest(path string) (*Manifest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(data)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
@@ -31,6 +31,22 @@ type Manifest struct {
 	Namespaces      []*corev1.Namespace
 	ServiceAccounts []*corev1.ServiceAccount
 	DaemonSets      []*appsv1.DaemonSet
+	// The web configuration Secrets (web-config-secret.yaml, or a filled-in
+	// copy): optional, since the real one is usually created from files.
+	Secrets []*corev1.Secret
+	// The Prometheus configuration that scrapes the DaemonSet, if given.
+	Scrape *ScrapeConfig
+}
+
+// Add appends the documents of another file of the same deployment.
+func (m *Manifest) Add(o *Manifest) {
+	m.Namespaces = append(m.Namespaces, o.Namespaces...)
+	m.ServiceAccounts = append(m.ServiceAccounts, o.ServiceAccounts...)
+	m.DaemonSets = append(m.DaemonSets, o.DaemonSets...)
+	m.Secrets = append(m.Secrets, o.Secrets...)
+	if o.Scrape != nil {
+		m.Scrape = o.Scrape
+	}
 }
 
 // Decode splits a multi-document YAML file and decodes each document
@@ -70,8 +86,11 @@ func Decode(data []byte) (*Manifest, error) {
 		case "apps/v1 DaemonSet":
 			ds := &appsv1.DaemonSet{}
 			m.DaemonSets, obj = append(m.DaemonSets, ds), ds
+		case "v1 Secret":
+			sec := &corev1.Secret{}
+			m.Secrets, obj = append(m.Secrets, sec), sec
 		default:
-			return nil, fmt.Errorf("document %d: unexpected kind %q (apiVersion %q): only Namespace, ServiceAccount and DaemonSet belong here",
+			return nil, fmt.Errorf("document %d: unexpected kind %q (apiVersion %q): only Namespace, ServiceAccount, DaemonSet and Secret belong here",
 				n, tm.Kind, tm.APIVersion)
 		}
 		// Decode as the API server does with strict field validation:
@@ -119,6 +138,13 @@ func Check(m *Manifest) []error {
 	}
 
 	errs = append(errs, checkDaemonSet(ds, sa)...)
+	d := parseDaemonArgs(ds)
+	for _, sec := range m.Secrets {
+		errs = append(errs, prefix("Secret "+sec.Name+": ", checkWebSecret(sec, ds, d))...)
+	}
+	if m.Scrape != nil {
+		errs = append(errs, prefix("Prometheus config: ", checkScrapeConfig(m.Scrape, ds, m.Secrets, d))...)
+	}
 	return errs
 }
 
@@ -165,10 +191,13 @@ func checkDaemonSet(ds *appsv1.DaemonSet, sa *corev1.ServiceAccount) []error {
 		bad("container %s has no image", c.Name)
 	}
 
-	errs = append(errs, prefix("DaemonSet "+ds.Name+": ", checkSecurity(pod, c))...)
-	errs = append(errs, prefix("DaemonSet "+ds.Name+": ", checkResources(c))...)
-	errs = append(errs, prefix("DaemonSet "+ds.Name+": ", checkVolumes(pod, c))...)
-	errs = append(errs, prefix("DaemonSet "+ds.Name+": ", checkScrape(tpl.Annotations, c))...)
+	d := parseDaemonArgs(ds)
+	p := "DaemonSet " + ds.Name + ": "
+	errs = append(errs, prefix(p, checkSecurity(pod, c))...)
+	errs = append(errs, prefix(p, checkResources(c))...)
+	errs = append(errs, prefix(p, checkVolumes(pod, c, d))...)
+	errs = append(errs, prefix(p, checkListen(tpl.Annotations, c, d))...)
+	errs = append(errs, prefix(p, checkProbes(c, d))...)
 	return errs
 }
 
@@ -256,105 +285,304 @@ func checkResources(c *corev1.Container) []error {
 	return errs
 }
 
-func checkVolumes(pod *corev1.PodSpec, c *corev1.Container) []error {
+// The daemon's flags this file cares about, as the container passes them.
+type daemonArgs struct {
+	listen      string // "" when not given (the default is loopback)
+	webConfig   string
+	listenAPI   bool
+	allowUnauth bool
+	apiSocket   string // the default when not given; "off" disables it
+	errs        []error
+}
+
+// defaultSocket is the daemon's --api-socket default, where the CLI looks.
+const defaultSocket = "/run/tcpstated/api.sock"
+
+func parseDaemonArgs(ds *appsv1.DaemonSet) daemonArgs {
+	var d daemonArgs
+	if cs := ds.Spec.Template.Spec.Containers; len(cs) > 0 {
+		// A flag in command counts as much as one in args.
+		args := slices.Concat(cs[0].Command, cs[0].Args)
+		d.listen, _ = flagValue(args, "listen")
+		d.webConfig, _ = flagValue(args, "web.config.file")
+		var err error
+		if d.listenAPI, err = flagBool(args, "listen-api"); err != nil {
+			d.errs = append(d.errs, err)
+		}
+		if d.allowUnauth, err = flagBool(args, "allow-unauthenticated-listen"); err != nil {
+			d.errs = append(d.errs, err)
+		}
+		var ok bool
+		if d.apiSocket, ok = flagValue(args, "api-socket"); !ok {
+			d.apiSocket = defaultSocket
+		}
+	}
+	return d
+}
+
+// mountFor finds the container's mount of dir and its volume.
+func mountFor(pod *corev1.PodSpec, c *corev1.Container, dir string) (*corev1.VolumeMount, *corev1.Volume) {
+	for i := range c.VolumeMounts {
+		vm := &c.VolumeMounts[i]
+		if path.Clean(vm.MountPath) != dir {
+			continue
+		}
+		for j := range pod.Volumes {
+			if pod.Volumes[j].Name == vm.Name {
+				return vm, &pod.Volumes[j]
+			}
+		}
+		return vm, nil
+	}
+	return nil, nil
+}
+
+// webSecretName is the Secret mounted as --web.config.file's directory, or "".
+func webSecretName(ds *appsv1.DaemonSet, d daemonArgs) string {
+	pod := &ds.Spec.Template.Spec
+	if d.webConfig == "" || len(pod.Containers) == 0 {
+		return ""
+	}
+	if _, v := mountFor(pod, &pod.Containers[0], path.Dir(d.webConfig)); v != nil && v.Secret != nil {
+		return v.Secret.SecretName
+	}
+	return ""
+}
+
+func checkVolumes(pod *corev1.PodSpec, c *corev1.Container, d daemonArgs) []error {
 	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	vols := map[string]*corev1.Volume{}
 	for i := range pod.Volumes {
 		vols[pod.Volumes[i].Name] = &pod.Volumes[i]
+	}
+	sockDir := ""
+	if d.apiSocket != "off" && d.apiSocket != "" {
+		sockDir = path.Dir(d.apiSocket)
 	}
 	btf := false
 	for _, vm := range c.VolumeMounts {
 		v, ok := vols[vm.Name]
 		if !ok {
-			errs = append(errs, fmt.Errorf("volumeMount %s refers to no volume", vm.Name))
+			bad("volumeMount %s refers to no volume", vm.Name)
 			continue
 		}
-		if v.HostPath != nil && !vm.ReadOnly {
-			errs = append(errs, fmt.Errorf("hostPath volume %s (%s) must be mounted readOnly", vm.Name, v.HostPath.Path))
+		// The API socket's directory is the one writable host directory:
+		// the daemon creates its socket there.
+		if v.HostPath != nil && !vm.ReadOnly && (sockDir == "" || path.Clean(vm.MountPath) != sockDir) {
+			bad("hostPath volume %s (%s) must be mounted readOnly (only the --api-socket directory %s may be writable)", vm.Name, v.HostPath.Path, sockDir)
 		}
 		if v.HostPath != nil && v.HostPath.Path == "/sys/kernel/btf" && vm.MountPath == "/sys/kernel/btf" && vm.ReadOnly {
 			btf = true
 		}
 	}
 	if !btf {
-		errs = append(errs, errors.New("the host's /sys/kernel/btf must be mounted read-only at /sys/kernel/btf (CO-RE relocation)"))
+		bad("the host's /sys/kernel/btf must be mounted read-only at /sys/kernel/btf (CO-RE relocation)")
+	}
+
+	// The API socket: the probes ask it, and the node's root reaches it
+	// through the same host directory.
+	switch {
+	case sockDir == "":
+		bad("--api-socket is off: the exec probes and the node's operators use it")
+	case !path.IsAbs(d.apiSocket):
+		bad("--api-socket %q is not an absolute path", d.apiSocket)
+	default:
+		vm, v := mountFor(pod, c, sockDir)
+		switch {
+		case vm == nil || v == nil:
+			bad("the --api-socket directory %s is not mounted: mount the host's %s there (hostPath, DirectoryOrCreate) so that the daemon can create the socket and the node's root can use it", sockDir, sockDir)
+		case v.HostPath == nil:
+			bad("volume %s at the --api-socket directory %s is not a hostPath: the node's operators could not reach the socket", v.Name, sockDir)
+		case vm.ReadOnly:
+			bad("volume %s at the --api-socket directory %s is readOnly: the daemon cannot create its socket", v.Name, sockDir)
+		case vm.SubPath != "" || vm.SubPathExpr != "":
+			bad("volume %s at the --api-socket directory %s uses subPath: mount the host directory itself", v.Name, sockDir)
+		case !strings.HasPrefix(path.Clean(v.HostPath.Path)+"/", "/run/") && !strings.HasPrefix(path.Clean(v.HostPath.Path)+"/", "/var/run/"):
+			bad("hostPath %s for the API socket is not under /run: a writable host directory belongs there", v.HostPath.Path)
+		}
+	}
+
+	// The web configuration and its certificate and key: a Secret, read-only.
+	if d.webConfig != "" {
+		dir := path.Dir(d.webConfig)
+		vm, v := mountFor(pod, c, dir)
+		switch {
+		case !path.IsAbs(d.webConfig):
+			bad("--web.config.file %q is not an absolute path", d.webConfig)
+		case vm == nil || v == nil:
+			bad("--web.config.file %s: no volume is mounted at %s: mount the web config Secret there (web-config-secret.yaml)", d.webConfig, dir)
+		case v.Secret == nil:
+			bad("--web.config.file %s: volume %s at %s is not a Secret: the TLS key and password hashes belong in one", d.webConfig, v.Name, dir)
+		case !vm.ReadOnly:
+			bad("--web.config.file %s: the Secret volume %s must be mounted readOnly", d.webConfig, v.Name)
+		case vm.SubPath != "" || vm.SubPathExpr != "":
+			bad("--web.config.file %s: volume %s uses subPath, which never sees the Secret's updates (a renewed certificate)", d.webConfig, v.Name)
+		default:
+			if v.Secret.SecretName == "" {
+				bad("volume %s has no secretName", v.Name)
+			}
+			if v.Secret.Optional != nil && *v.Secret.Optional {
+				bad("volume %s: the web config Secret must not be optional (without it the daemon refuses to start, which a missing Secret should say instead)", v.Name)
+			}
+			if m := v.Secret.DefaultMode; m != nil && *m&0o007 != 0 {
+				bad("volume %s: defaultMode %#o lets every user in the container read the TLS key (use 0400)", v.Name, *m)
+			}
+			if len(v.Secret.Items) > 0 && !slices.ContainsFunc(v.Secret.Items, func(k corev1.KeyToPath) bool { return k.Path == path.Base(d.webConfig) }) {
+				bad("volume %s: items leave out %s", v.Name, path.Base(d.webConfig))
+			}
+		}
 	}
 	return errs
 }
 
-// checkScrape ties the Prometheus annotations, the container port, the
-// probes and the --listen flag to one port, reachable from outside the node.
-func checkScrape(ann map[string]string, c *corev1.Container) []error {
-	var errs []error
+// checkListen ties the --listen flag to the metrics port and holds the
+// network listener to metrics and health behind TLS and authentication.
+func checkListen(ann map[string]string, c *corev1.Container, d daemonArgs) []error {
+	errs := append([]error(nil), d.errs...)
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 
-	if ann["prometheus.io/scrape"] != "true" {
-		bad(`pod annotation prometheus.io/scrape must be "true"`)
-	}
-	annPort, err := strconv.Atoi(ann["prometheus.io/port"])
-	if err != nil {
-		bad("pod annotation prometheus.io/port %q is not a port number", ann["prometheus.io/port"])
-	}
-
-	portByName := map[string]int32{}
+	metrics, ok := int32(0), false
 	for _, p := range c.Ports {
-		if p.Name != "" {
-			portByName[p.Name] = p.ContainerPort
+		if p.Name == "metrics" {
+			metrics, ok = p.ContainerPort, true
 		}
 	}
-	metrics, ok := portByName["metrics"]
 	if !ok {
 		bad("container has no port named metrics")
-	} else if annPort != 0 && int(metrics) != annPort {
-		bad("prometheus.io/port %d differs from the metrics containerPort %d", annPort, metrics)
 	}
 
-	listen, found := flagValue(c.Args, "listen")
-	if !found {
+	switch host, port, err := net.SplitHostPort(d.listen); {
+	case d.listen == "":
 		bad("args have no --listen: the default 127.0.0.1 cannot be scraped from outside the node")
-	} else if host, port, err := net.SplitHostPort(listen); err != nil {
-		bad("--listen %q: %v", listen, err)
-	} else {
+	case err != nil:
+		bad("--listen %q: %v", d.listen, err)
+	default:
 		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
-			bad("--listen %s is loopback: Prometheus and the kubelet's probes could not reach it", listen)
+			bad("--listen %s is loopback: Prometheus could not reach it", d.listen)
+		} else if d.webConfig == "" {
+			bad("--listen %s reaches beyond loopback without --web.config.file: it needs TLS and authentication (the daemon refuses to start without them)", d.listen)
 		}
 		if ok && port != strconv.Itoa(int(metrics)) {
 			bad("--listen port %s differs from the metrics containerPort %d", port, metrics)
 		}
 	}
+	if d.allowUnauth {
+		bad("--allow-unauthenticated-listen serves the listener to anyone who can reach the node: give --web.config.file TLS and authentication instead")
+	}
+	if d.listenAPI {
+		bad("--listen-api puts every socket, process and peer of the node on the network: the network gets metrics only; the API stays on --api-socket")
+	}
+	// The usual annotation-based jobs send no credentials: every node would
+	// be a failing target. deploy/prometheus/scrape-config.yml has the job.
+	if ann["prometheus.io/scrape"] == "true" && d.webConfig != "" {
+		bad(`pod annotation prometheus.io/scrape is "true", but annotation-based scrape jobs have no credentials for the authenticated listener: use a job like deploy/prometheus/scrape-config.yml`)
+	}
+	return errs
+}
 
+// checkProbes wants both probes to be `tcpstated health` over the API
+// socket: no credentials in the pod spec, nothing opened to the network.
+func checkProbes(c *corev1.Container, d daemonArgs) []error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	for _, pr := range []struct {
-		name  string
-		probe *corev1.Probe
-	}{{"readinessProbe", c.ReadinessProbe}, {"livenessProbe", c.LivenessProbe}} {
-		if pr.probe == nil || pr.probe.HTTPGet == nil {
-			bad("%s must be an httpGet of /healthz", pr.name)
+		name     string
+		probe    *corev1.Probe
+		required bool
+	}{{"readinessProbe", c.ReadinessProbe, true}, {"livenessProbe", c.LivenessProbe, true}, {"startupProbe", c.StartupProbe, false}} {
+		p := pr.probe
+		switch {
+		case p == nil:
+			if pr.required {
+				bad("%s is missing: use exec [/tcpstated, health]", pr.name)
+			}
+			continue
+		case p.HTTPGet != nil:
+			bad("%s is an httpGet of port %s: the network listener needs authentication, so it would get 401, and credentials in httpHeaders would sit in the pod spec; use exec [/tcpstated, health], which asks the API socket", pr.name, p.HTTPGet.Port.String())
+			continue
+		case p.Exec == nil:
+			bad("%s must be exec [/tcpstated, health] (over the API socket)", pr.name)
 			continue
 		}
-		if pr.probe.HTTPGet.Path != "/healthz" {
-			bad("%s path is %q, want /healthz", pr.name, pr.probe.HTTPGet.Path)
+		cmd := p.Exec.Command
+		if len(cmd) < 2 || path.Base(cmd[0]) != "tcpstated" || cmd[1] != "health" {
+			bad("%s command is %q, want [/tcpstated, health]", pr.name, cmd)
+			continue
 		}
-		if p := pr.probe.HTTPGet.Port; !(p.Type == intstr.String && p.StrVal == "metrics") && !(p.Type == intstr.Int && p.IntVal == metrics) {
-			bad("%s port %s is not the metrics port", pr.name, p.String())
+		addr, given := flagValue(cmd[2:], "addr")
+		switch {
+		case !given && d.apiSocket != defaultSocket:
+			bad("%s asks the default socket %s, but the daemon listens on --api-socket %s: add --addr=%s", pr.name, defaultSocket, d.apiSocket, d.apiSocket)
+		case given && !strings.HasPrefix(addr, "/"):
+			bad("%s --addr %s is a network address: probe over the API socket (%s), which needs no credentials", pr.name, addr, d.apiSocket)
+		case given && path.Clean(addr) != path.Clean(d.apiSocket):
+			bad("%s --addr %s is not the daemon's --api-socket %s", pr.name, addr, d.apiSocket)
+		}
+		for _, f := range []string{"password-file", "username", "cert-file", "key-file"} {
+			if _, ok := flagValue(cmd[2:], f); ok {
+				bad("%s passes --%s: over the API socket the probe needs no credentials", pr.name, f)
+			}
 		}
 	}
 	return errs
 }
 
 // flagValue finds a Go-style flag in args: -name=v, --name=v, or the value
-// in the following argument.
-func flagValue(args []string, name string) (string, bool) {
-	for i, a := range args {
+// in the following argument. The last one counts, as with the flag package.
+func flagValue(args []string, name string) (value string, found bool) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			break
+		}
 		trimmed := strings.TrimLeft(a, "-")
 		if trimmed == a || len(a)-len(trimmed) > 2 {
 			continue
 		}
 		if v, ok := strings.CutPrefix(trimmed, name+"="); ok {
-			return v, true
-		}
-		if trimmed == name && i+1 < len(args) {
-			return args[i+1], true
+			value, found = v, true
+		} else if trimmed == name && i+1 < len(args) {
+			value, found = args[i+1], true
+			i++
 		}
 	}
-	return "", false
+	return value, found
+}
+
+// flagBool reads a Go-style boolean flag: -name or --name (true), or
+// --name=VALUE. The last one counts.
+func flagBool(args []string, name string) (bool, error) {
+	set := false
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		trimmed := strings.TrimLeft(a, "-")
+		if trimmed == a || len(a)-len(trimmed) > 2 {
+			continue
+		}
+		if trimmed == name {
+			set = true
+		} else if v, ok := strings.CutPrefix(trimmed, name+"="); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return false, fmt.Errorf("--%s=%s: not a boolean", name, v)
+			}
+			set = b
+		}
+	}
+	return set, nil
+}
+
+// Summary names what a valid manifest holds.
+func (m *Manifest) Summary() string {
+	s := fmt.Sprintf("Namespace %s, ServiceAccount %s, DaemonSet %s", m.Namespaces[0].Name, m.ServiceAccounts[0].Name, m.DaemonSets[0].Name)
+	for _, sec := range m.Secrets {
+		s += ", Secret " + sec.Name
+	}
+	if m.Scrape != nil {
+		s += ", Prometheus scrape config"
+	}
+	return s
 }
