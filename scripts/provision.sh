@@ -58,14 +58,15 @@ APT_OPTS=(-y -q --no-install-recommends
 #   run:     make git ca-certificates curl (Go is fetched below if missing)
 #   --test:  clang llvm libbpf-dev (bpf2go compiles bpf/*.c with clang),
 #            bpftool bpftrace iproute2 (ss, ip netns for the test hosts),
-#            rsyslog prometheus (sink and scrape targets started by the tests),
+#            rsyslog rsyslog-gnutls prometheus (sink and scrape targets started
+#            by the tests; rsyslog-gnutls is the RFC 5425 TLS input's driver),
 #            qemu-system-x86 busybox-static cpio xz-utils zstd (kernel matrix VMs),
 #            libcap2-bin (setcap/capsh for the non-root tests),
 #            systemd (systemd-analyze for the unit checks), tmux (top in a terminal)
 PACKAGES=(make git ca-certificates curl)
 if [ "$FOR_TESTS" = 1 ]; then
 	PACKAGES+=(clang llvm libbpf-dev iproute2 bpftrace
-		rsyslog prometheus qemu-system-x86 busybox-static cpio xz-utils zstd
+		rsyslog rsyslog-gnutls prometheus qemu-system-x86 busybox-static cpio xz-utils zstd
 		libcap2-bin systemd tmux)
 fi
 

@@ -66,7 +66,7 @@ func cmdRun(args []string) int {
 		oldEnds  = fs.Bool("stream-preexisting-ends", false, "stream the ends of TIME_WAITs that existed before the daemon started (by default their rows end without an event)")
 		nice     = fs.Int("nice", -5, "scheduling priority of the daemon's threads, -20 to 19 (0: leave as started): above its fair share so it keeps up with a busy host; needs CAP_SYS_NICE below the starting value")
 	)
-	fs.Var(&sinks, "sink", "where events go, repeatable: stdout, file:/path, tcp://host:port, unix:///path, syslog://host:port, syslog+tcp://host:port, syslog:///dev/log (default stdout)")
+	fs.Var(&sinks, "sink", "where events go, repeatable: stdout, stderr, file:/path, tcp://host:port, tls://host:port, unix:///path, syslog://host[:port], syslog+tcp://host[:port], syslog+tls://host[:port] (RFC 5425), syslog:///dev/log; TLS options ?ca=&cert=&key=&server_name= (default stdout)")
 	fs.Var(&states, "state", "only transitions from or to these states, comma separated or repeated (e.g. CLOSE_WAIT,TIME_WAIT)")
 	fs.Var(&family, "family", "only ipv4 or ipv6")
 	fs.Var(&port, "port", "only sockets with this local or remote port")

@@ -23,3 +23,18 @@ type destination interface {
 	// failed write instead, and the next connection starts clean.
 	takeBack(n int) error
 }
+
+// lossExplainer is a destination that knows why its peer went away: a
+// reset, or a TLS alert (a server refusing the client's certificate).
+type lossExplainer interface{ lossErr() error }
+
+// lossReason is why a destination stopped being healthy, for Stats and
+// the log; a plain hang-up where it cannot say more.
+func lossReason(d destination) error {
+	if e, ok := d.(lossExplainer); ok {
+		if err := e.lossErr(); err != nil {
+			return err
+		}
+	}
+	return errPeerClosed
+}

@@ -17,6 +17,10 @@ const (
 	// thousand wake-ups a second however busy the sink.
 	lingerDelay  = time.Millisecond
 	lingerEnough = 64
+
+	// A connection the peer drops sooner than steadyAfter after it was
+	// made counts as a failed attempt, not as a collector restart.
+	steadyAfter = time.Second
 )
 
 var errPeerClosed = errors.New("peer closed the connection")
@@ -34,6 +38,12 @@ type drainState struct {
 	droppedSeen   uint64
 	trouble       *troubleLog // open, dial and write failures
 	drops         *troubleLog // queue-full drops
+
+	// dropBackoff spaces redials after connections the peer dropped at
+	// once (afterLoss). A write's success does not reset it: a proxy with
+	// no backend takes writes up to the drop.
+	dropBackoff backoff
+	connectedAt time.Time // when the current connection was made
 }
 
 // start launches the drainer; openAlready says dst was opened by Open.
@@ -44,6 +54,7 @@ func (s *queueSink) start(openAlready bool) {
 		batch:         make([]byte, 0, batchBytes+slotSize),
 		ends:          make([]int, 0, batchEvents),
 		backoff:       newBackoff(s.opts.MaxBackoff),
+		dropBackoff:   newBackoff(s.opts.MaxBackoff),
 		timer:         timer,
 		stop:          s.stop,
 		everConnected: openAlready,
@@ -64,7 +75,8 @@ func (s *queueSink) run() {
 			break
 		}
 		if s.connected.Load() && !s.dst.healthy() {
-			s.lose("lost the connection", errPeerClosed)
+			s.lose("lost the connection", lossReason(s.dst))
+			s.afterLoss()
 		}
 		if !s.connected.Load() {
 			if s.connect() != nil {
@@ -182,6 +194,7 @@ func (s *queueSink) connect() error {
 		s.reconnects.Add(1)
 	}
 	s.d.everConnected = true
+	s.d.connectedAt = time.Now()
 	s.connected.Store(true)
 	// Recovered only once a write goes through (delivered): a file on a
 	// full disk opens fine and fails at the next write. With nothing
@@ -211,16 +224,31 @@ func (s *queueSink) reopen() error {
 		return fmt.Errorf("sink %s: reopen: %w", s.name, err)
 	}
 	s.d.everConnected = true
+	s.d.connectedAt = time.Now()
 	s.connected.Store(true)
 	s.d.backoff.reset()
 	// Recovered only once a write goes through (delivered).
 	return nil
 }
 
+// afterLoss follows a connection the peer ended. One that had lasted is
+// redialled at once: the collector restarted, and an idle sink should be
+// back before its next event. One dropped right away is redialled only
+// after a growing wait, or a peer that refuses every connection (a client
+// certificate it does not permit) would be redialled in a tight loop.
+func (s *queueSink) afterLoss() {
+	if time.Since(s.d.connectedAt) >= steadyAfter {
+		s.d.dropBackoff.reset()
+		return
+	}
+	s.pauseFor(s.d.dropBackoff.next())
+}
+
 // pause waits out the backoff after a failure, still answering Reopen and
 // Close.
-func (s *queueSink) pause() {
-	wait := s.d.backoff.next()
+func (s *queueSink) pause() { s.pauseFor(s.d.backoff.next()) }
+
+func (s *queueSink) pauseFor(wait time.Duration) {
 	if s.d.closing {
 		wait = min(wait, time.Until(s.d.deadline))
 	}

@@ -42,6 +42,7 @@ func rsyslogdPath(t *testing.T) string {
 
 type rsyslogd struct {
 	tcpAddr, udpAddr, socket string
+	tlsAddr                  string // with a rsyslogTLS input only
 	parsed, raw              string // output files
 	stop                     func()
 }
@@ -60,6 +61,12 @@ func startRsyslogd(t *testing.T) *rsyslogd {
 // startRsyslogdAt starts rsyslogd with its TCP input on tcpAddr; it is
 // stopped when the test ends, or earlier by its stop func.
 func startRsyslogdAt(t *testing.T, tcpAddr string) *rsyslogd {
+	return startRsyslogdWith(t, tcpAddr, nil)
+}
+
+// startRsyslogdWith is startRsyslogdAt with an RFC 5425 input too, when
+// tlsIn is not nil.
+func startRsyslogdWith(t *testing.T, tcpAddr string, tlsIn *rsyslogTLS) *rsyslogd {
 	bin := rsyslogdPath(t)
 	dir := t.TempDir()
 	if len(dir) > 80 { // the unix socket path must stay under 108 bytes
@@ -78,18 +85,23 @@ func startRsyslogdAt(t *testing.T, tcpAddr string) *rsyslogd {
 	}
 	_, tcpPort, _ := net.SplitHostPort(r.tcpAddr)
 	_, udpPort, _ := net.SplitHostPort(r.udpAddr)
-	conf := fmt.Sprintf(`global(workDirectory=%q maxMessageSize="64k")
+	var tlsGlobal, tlsInput string
+	if tlsIn != nil {
+		r.tlsAddr = freeAddr(t, "tcp")
+		tlsGlobal, tlsInput = tlsIn.config(r.tlsAddr)
+	}
+	conf := fmt.Sprintf(`global(workDirectory=%q maxMessageSize="64k"%s)
 module(load="imtcp")
 module(load="imudp")
 module(load="imuxsock" SysSock.Use="off")
 input(type="imtcp" address="127.0.0.1" port=%q)
-input(type="imudp" address="127.0.0.1" port=%q)
+%sinput(type="imudp" address="127.0.0.1" port=%q)
 input(type="imuxsock" Socket=%q RateLimit.Interval="0")
 template(name="parsed" type="string" string="%s")
 template(name="raw" type="string" string="%%rawmsg%%\n")
 *.* action(type="omfile" file=%q template="parsed")
 *.* action(type="omfile" file=%q template="raw")
-`, dir, tcpPort, udpPort, r.socket, captureTemplate, r.parsed, r.raw)
+`, dir, tlsGlobal, tcpPort, tlsInput, udpPort, r.socket, captureTemplate, r.parsed, r.raw)
 	confPath := filepath.Join(dir, "rsyslog.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -135,6 +147,9 @@ template(name="raw" type="string" string="%%rawmsg%%\n")
 		}
 		return err == nil
 	})
+	if tlsIn != nil {
+		tlsIn.waitReady(t, r.tlsAddr)
+	}
 	r.probe(t, "udp", r.udpAddr)
 	r.probe(t, "unixgram", r.socket)
 	return r

@@ -1,5 +1,6 @@
 // Package sink delivers encoded events (one JSON line each) to log
-// pipelines: stdout/stderr, files, TCP and unix streams, and syslog.
+// pipelines: stdout/stderr, files, TCP, TLS and unix streams, and syslog
+// (over TLS too).
 //
 // Every sink owns a bounded queue and a goroutine that drains it, so the
 // ring-buffer reader that calls Write never waits on I/O: Write copies the

@@ -13,8 +13,9 @@ import (
 
 // AcceptedForms lists the sink URLs Open understands; errors quote it.
 const AcceptedForms = "stdout, stderr, file:/abs/path, file:///abs/path, tcp://host:port, " +
-	"unix:///abs/path, syslog://host[:port] (UDP), syslog+udp://host[:port], " +
-	"syslog+tcp://host[:port], syslog:///abs/socket (e.g. syslog:///dev/log)"
+	"tls://host:port[?TLS options], unix:///abs/path, syslog://host[:port] (UDP), syslog+udp://host[:port], " +
+	"syslog+tcp://host[:port], syslog+tls://host[:port][?TLS options], syslog:///abs/socket (e.g. syslog:///dev/log); " +
+	"TLS options, all optional (cert and key together): ca=/abs/ca.pem&cert=/abs/cert.pem&key=/abs/key.pem&server_name=name"
 
 const (
 	maxURLLen         = 4096
@@ -34,6 +35,8 @@ const (
 	kindSyslogUDP
 	kindSyslogTCP
 	kindSyslogUnix
+	kindTLS
+	kindSyslogTLS
 )
 
 // target is a validated sink URL: what to open and where.
@@ -44,7 +47,11 @@ type target struct {
 	network string
 	// addr is host:port for IP networks, a cleaned absolute path otherwise.
 	addr string
+	// tls holds the options of kindTLS and kindSyslogTLS.
+	tls tlsParams
 }
+
+func (t target) usesTLS() bool { return t.kind == kindTLS || t.kind == kindSyslogTLS }
 
 // parseTarget validates a sink URL. It trusts nothing in raw: the URL may
 // come from a config file or command line written by anyone.
@@ -83,8 +90,8 @@ func parseTarget(raw string) (target, error) {
 		return bad("no scheme")
 	case u.User != nil:
 		return bad("credentials are not accepted in sink URLs")
-	case u.RawQuery != "" || u.ForceQuery:
-		return bad("query strings are not accepted")
+	case (u.RawQuery != "" || u.ForceQuery) && !takesQuery(u.Scheme):
+		return bad("query strings are not accepted (only tls:// and syslog+tls:// take options)")
 	case u.Fragment != "" || strings.Contains(raw, "#"):
 		return bad("fragments are not accepted")
 	case u.Opaque != "":
@@ -117,7 +124,17 @@ func parseTarget(raw string) (target, error) {
 			return bad("tcp: %v", err)
 		}
 		return target{kind: kindTCP, network: "tcp", addr: addr}, nil
-	case "syslog", "syslog+udp", "syslog+tcp":
+	case "tls":
+		addr, err := checkHostPort(u, "")
+		if err != nil {
+			return bad("tls: %v", err)
+		}
+		p, err := parseTLSParams(u)
+		if err != nil {
+			return bad("tls: %v", err)
+		}
+		return target{kind: kindTLS, network: "tcp", addr: addr, tls: p}, nil
+	case "syslog", "syslog+udp", "syslog+tcp", "syslog+tls":
 		if u.Host == "" && u.Scheme == "syslog" {
 			p, err := checkPath(u.Path, maxUnixPathLen)
 			if err != nil {
@@ -125,15 +142,26 @@ func parseTarget(raw string) (target, error) {
 			}
 			return target{kind: kindSyslogUnix, network: "unixgram", addr: p}, nil
 		}
-		addr, err := checkHostPort(u, defaultSyslogPort)
+		port := defaultSyslogPort
+		if u.Scheme == "syslog+tls" {
+			port = defaultSyslogTLSPort
+		}
+		addr, err := checkHostPort(u, port)
 		if err != nil && u.Host == "" && u.Path != "" {
 			return bad("%s: missing host; a local socket is named syslog:///path", u.Scheme)
 		}
 		if err != nil {
 			return bad("%s: %v", u.Scheme, err)
 		}
-		if u.Scheme == "syslog+tcp" {
+		switch u.Scheme {
+		case "syslog+tcp":
 			return target{kind: kindSyslogTCP, network: "tcp", addr: addr}, nil
+		case "syslog+tls":
+			p, err := parseTLSParams(u)
+			if err != nil {
+				return bad("syslog+tls: %v", err)
+			}
+			return target{kind: kindSyslogTLS, network: "tcp", addr: addr, tls: p}, nil
 		}
 		return target{kind: kindSyslogUDP, network: "udp", addr: addr}, nil
 	}

@@ -46,6 +46,40 @@ func TestParseTargetAccepts(t *testing.T) {
 	}
 }
 
+func TestParseTargetAcceptsTLS(t *testing.T) {
+	cases := []struct {
+		raw  string
+		kind kind
+		addr string
+		tls  tlsParams
+	}{
+		{"tls://127.0.0.1:6514", kindTLS, "127.0.0.1:6514", tlsParams{}},
+		{"tls://logs.example.com:6514?ca=/etc/tcpstated/ca.pem", kindTLS, "logs.example.com:6514",
+			tlsParams{ca: "/etc/tcpstated/ca.pem"}},
+		{"tls://10.0.0.1:6514/?cert=/etc/c.pem&server_name=Logs.Example.com&key=/etc/x/../k.pem&ca=/etc/ca.pem",
+			kindTLS, "10.0.0.1:6514",
+			tlsParams{ca: "/etc/ca.pem", cert: "/etc/c.pem", key: "/etc/k.pem", serverName: "Logs.Example.com"}},
+		// Values decode as paths: '+' stays a plus.
+		{"tls://h:1?ca=/etc/my+ca%20x%3Bv1.pem", kindTLS, "h:1", tlsParams{ca: "/etc/my+ca x;v1.pem"}},
+		{"tls://h:1?server_name=10.0.0.9", kindTLS, "h:1", tlsParams{serverName: "10.0.0.9"}},
+		{"syslog+tls://logs.example.com", kindSyslogTLS, "logs.example.com:6514", tlsParams{}},
+		{"SYSLOG+TLS://logs.example.com:10514", kindSyslogTLS, "logs.example.com:10514", tlsParams{}},
+		{"syslog+tls://[2001:db8::1]?server_name=logs.example.com&ca=/ca.pem", kindSyslogTLS, "[2001:db8::1]:6514",
+			tlsParams{ca: "/ca.pem", serverName: "logs.example.com"}},
+	}
+	for _, c := range cases {
+		got, err := parseTarget(c.raw)
+		if err != nil {
+			t.Errorf("parseTarget(%q): %v", c.raw, err)
+			continue
+		}
+		want := target{kind: c.kind, network: "tcp", addr: c.addr, tls: c.tls}
+		if got != want {
+			t.Errorf("parseTarget(%q) = %+v, want %+v", c.raw, got, want)
+		}
+	}
+}
+
 func TestParseTargetRejects(t *testing.T) {
 	cases := []struct {
 		raw, why string // why: a part of the error that says what is wrong
@@ -92,6 +126,40 @@ func TestParseTargetRejects(t *testing.T) {
 		{"syslog://[::1", "not a URL"},
 		{"file:/" + strings.Repeat("x", maxURLLen), "longer than"},
 		{"tcp://\u00e9xample.com:1", "contains"},
+		{"tcp://127.0.0.1:5170?ca=/ca.pem", "query strings are not accepted"},
+		{"syslog+tcp://h:601?ca=/ca.pem", "query strings are not accepted"},
+		{"syslog:///dev/log?ca=/ca.pem", "query strings are not accepted"},
+		{"unix:///run/x.sock?", "query strings are not accepted"},
+		{"tls://127.0.0.1", "tls: missing port"},
+		{"tls://:6514", "missing host"},
+		{"tls:127.0.0.1:6514", "needs an absolute path or //host"},
+		{"tls://h:1/path?ca=/ca.pem", "unexpected path"},
+		{"tls://user:hunter2@h:1?ca=/ca.pem", "credentials"},
+		{"tls://h:1?ca=/ca.pem#x", "fragment"},
+		{"tls://h:1?", "empty query string"},
+		{"tls://h:1?insecure=1", `unknown option "insecure"; accepted: ca, cert, key, server_name`},
+		{"syslog+tls://h?verify=false", `unknown option "verify"`},
+		{"tls://h:1?CA=/ca.pem", `unknown option "CA"`},
+		{"tls://h:1?" + strings.Repeat("k", 3000) + "=1", `unknown option "kkkk`},
+		{"tls://h:1?ca%=/ca.pem", "invalid URL escape"},
+		{"tls://h:1?ca=/a%zz.pem", "invalid URL escape"},
+		{"tls://h:1?ca=/a.pem&ca=/b.pem", "option ca given twice"},
+		{"tls://h:1?ca=/a.pem&&server_name=x", "stray '&'"},
+		{"tls://h:1?ca=/a.pem;server_name=x", "';' in the query string"},
+		{"tls://h:1?ca", "option ca has no value"},
+		{"tls://h:1?key=", "option key has no value"},
+		{"tls://h:1?ca=ca.pem", "ca: path \"ca.pem\" is not absolute"},
+		{"tls://h:1?ca=/etc/", "directory"},
+		{"tls://h:1?ca=/etc/ca%00.pem", "control characters"},
+		{"tls://h:1?ca=/etc/ca%0a.pem", "control characters"},
+		{"tls://h:1?cert=/c.pem", "cert given without key"},
+		{"tls://h:1?key=/k.pem&ca=/ca.pem", "key given without cert"},
+		{"tls://h:1?server_name=ex$ample.com", "server_name: host"},
+		{"tls://h:1?server_name=a..b", "label"},
+		{"tls://h:1?server_name=%5B::1%5D", "server_name: host"},
+		{"tls://h:1?server_name=" + strings.Repeat("a.", 130), "longer than"},
+		{"syslog+tls:///dev/log", "syslog+tls: missing host"},
+		{"syslog+tls://h:0", "not in 1-65535"},
 	}
 	for _, c := range cases {
 		_, err := parseTarget(c.raw)
@@ -108,6 +176,9 @@ func TestParseTargetRejects(t *testing.T) {
 		}
 		if strings.Contains(msg, "hunter2") {
 			t.Errorf("parseTarget(%q) error leaks the password: %q", c.raw, msg)
+		}
+		if len(msg) > len(AcceptedForms)+400 {
+			t.Errorf("parseTarget(%q) error is %d bytes long: a hostile URL must not flood the log", c.raw[:min(len(c.raw), 40)], len(msg))
 		}
 		if strings.ContainsAny(msg, "\n\x00") {
 			t.Errorf("parseTarget(%q) error carries control characters: %q", c.raw, msg)
