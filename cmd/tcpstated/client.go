@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -80,12 +81,13 @@ func (c *clientFlags) client() (*apiClient, error) {
 		tr.TLSClientConfig = conf
 	}
 	if c.username != "" {
+		// Even on loopback: another local user may hold the port.
+		if a.base.Scheme != "https" {
+			return nil, fmt.Errorf("--username: the password goes only to https:// addresses (the API socket needs none)")
+		}
 		pass, err := c.password()
 		if err != nil {
 			return nil, err
-		}
-		if a.base.Scheme == "http" && !strings.HasPrefix(c.addr, "/") && !loopbackHost(a.base.Hostname()) {
-			return nil, fmt.Errorf("--username: the password would cross the network in clear text; use https://")
 		}
 		a.user, a.pass = c.username, pass
 	} else if c.passwordFile != "" {
@@ -147,11 +149,6 @@ func (c *clientFlags) password() (string, error) {
 	return line, nil
 }
 
-func loopbackHost(h string) bool {
-	ip := net.ParseIP(h)
-	return h == "localhost" || ip != nil && ip.IsLoopback()
-}
-
 // getJSON asks the daemon for path and decodes the answer into v.
 func (a *apiClient) getJSON(path string, q url.Values, v any) error {
 	u := a.base
@@ -186,9 +183,9 @@ func (a *apiClient) getJSON(path string, q url.Values, v any) error {
 	}
 	var e struct{ Error string }
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		return fmt.Errorf("%s: %s: %s", path, resp.Status, e.Error)
+		return fmt.Errorf("%s: %s: %s", path, resp.Status, printable(e.Error))
 	}
-	return fmt.Errorf("%s: %s: %s", path, resp.Status, strings.TrimSpace(string(body)))
+	return fmt.Errorf("%s: %s: %s", path, resp.Status, printable(strings.TrimSpace(string(body))))
 }
 
 // unreachable says why the daemon did not answer, and what to try.
@@ -215,4 +212,17 @@ func (a *apiClient) unreachable(err error) error {
 		return fmt.Errorf("%s: permission denied (the socket's directory or the socket itself): %v", a.where, err)
 	}
 	return fmt.Errorf("cannot reach tcpstated at %s (is `tcpstated run` running? give --addr): %w", a.where, err)
+}
+
+// printable makes text from a daemon (or a process name it reports, which
+// any user sets) safe for a terminal: control bytes and invalid UTF-8
+// become escapes, so none can move the cursor or retitle root's window.
+func printable(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c >= 0x80 {
+			q := strconv.QuoteToGraphic(s)
+			return q[1 : len(q)-1]
+		}
+	}
+	return s
 }

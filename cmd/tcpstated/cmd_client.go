@@ -102,11 +102,12 @@ func owner(pid uint32) string {
 	return strconv.FormatUint(uint64(pid), 10)
 }
 
+// orDash shows a name any process may set, or - for none.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return printable(s)
 }
 
 func endpoint(addr string, port uint16) string {

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -116,28 +118,108 @@ func lookupGroup(name string, isDefault bool) (int, error) {
 	return n, nil
 }
 
-// ownedBy answers whether a process runs as uid, as /proc shows it: the
-// owner of /proc/PID is the effective uid, or root for a process that made
-// itself undumpable; that is also whose file table `ss -p` can read.
+// ownedBy answers whether a row belongs to a process running as uid, as
+// /proc shows it: the owner of /proc/PID is the effective uid, or root for
+// a process that made itself undumpable; that is also whose file table
+// `ss -p` can read. A pid is reused once its process exits, so a process
+// younger than the row cannot be the one the row is about: it is left out.
 type ownedBy struct {
 	uid  uint32
-	seen map[uint32]bool
+	now  float64 // CLOCK_BOOTTIME, s: /proc's start times count from boot
+	seen map[uint32]procAge
 }
 
-func newOwnedBy(uid uint32) *ownedBy { return &ownedBy{uid: uid, seen: map[uint32]bool{}} }
+// procAge is a process's age in seconds, or -1 if it is not uid's.
+type procAge float64
 
-func (o *ownedBy) pid(pid uint32) bool {
+// startSlack covers the 10 ms tick of /proc's start times.
+const startSlack = 0.02
+
+func newOwnedBy(uid uint32) *ownedBy {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return &ownedBy{uid: uid, now: float64(ts.Nano()) / 1e9, seen: map[uint32]procAge{}}
+}
+
+// owns says whether pid is uid's and at least ageS seconds old.
+func (o *ownedBy) owns(pid uint32, ageS float64) bool {
 	if pid == 0 {
 		return false
 	}
-	if ok, done := o.seen[pid]; done {
-		return ok
+	age, done := o.seen[pid]
+	if !done {
+		age = o.lookup(pid)
+		o.seen[pid] = age
 	}
-	ok := false
-	if fi, err := os.Stat("/proc/" + strconv.FormatUint(uint64(pid), 10)); err == nil {
+	return age >= 0 && float64(age)+startSlack >= ageS
+}
+
+func (o *ownedBy) lookup(pid uint32) procAge {
+	dir := "/proc/" + strconv.FormatUint(uint64(pid), 10)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return -1
+	}
+	if st, _ := fi.Sys().(*syscall.Stat_t); st == nil || st.Uid != o.uid {
+		return -1
+	}
+	start, err := startTicks(dir + "/stat")
+	if err != nil {
+		return -1
+	}
+	return procAge(o.now - float64(start)/clockTicks)
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times on Linux.
+const clockTicks = 100
+
+// startTicks reads field 22 of /proc/PID/stat, the start time since boot.
+// The comm before it is in parentheses and may hold spaces and ')'.
+func startTicks(path string) (uint64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%s: no comm", path)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, fmt.Errorf("%s: %d fields", path, len(f))
+	}
+	return strconv.ParseUint(f[19], 10, 64) // fields 3.. follow the comm
+}
+
+// safeSocketDir refuses a directory for the API socket that another user
+// could change: there they could swap the socket for their own (feeding
+// root's clients), or for a symlink that the chmod after bind follows.
+// Every directory on the way must belong to root or to this process and
+// be writable by nobody else, except sticky ones (/tmp) above the last.
+func safeSocketDir(dir string) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return err
+	}
+	euid := uint32(os.Geteuid())
+	for p := real; ; p = filepath.Dir(p) {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
 		st, _ := fi.Sys().(*syscall.Stat_t)
-		ok = st != nil && st.Uid == o.uid
+		if st == nil || !fi.IsDir() {
+			return fmt.Errorf("%s is not a directory", p)
+		}
+		if st.Uid != 0 && st.Uid != euid {
+			return fmt.Errorf("%s belongs to uid %d: another user could replace the socket; use a directory of root's, such as /run/tcpstated", p, st.Uid)
+		}
+		others := fi.Mode().Perm()&0o022 != 0
+		if others && (p == real || fi.Mode()&os.ModeSticky == 0) {
+			return fmt.Errorf("%s is writable by other users (mode %v): they could replace the socket; use a directory only root can write, such as /run/tcpstated", p, fi.Mode().Perm())
+		}
+		if p == "/" {
+			return nil
+		}
 	}
-	o.seen[pid] = ok
-	return ok
 }

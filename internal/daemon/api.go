@@ -15,20 +15,38 @@ import (
 // maxRows bounds one /api/v1/sockets answer unless ?limit= says less.
 const maxRows = 100000
 
+// maxQueries bounds the socket table copies being built at once: each can
+// hold 100000 rows, and any local user may ask.
+const maxQueries = 4
+
 // routes serves health and metrics, and the socket table when api is set.
 func (d *Daemon) routes(api bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", d.handleHealth)
 	mux.HandleFunc("GET /metrics", d.handleMetrics)
 	if api {
-		mux.HandleFunc("GET /api/v1/sockets", d.handleSockets)
-		mux.HandleFunc("GET /api/v1/processes", d.handleProcesses)
+		mux.HandleFunc("GET /api/v1/sockets", d.limited(d.handleSockets))
+		mux.HandleFunc("GET /api/v1/processes", d.limited(d.handleProcesses))
 	} else {
 		mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "the socket table is not served here: use the API socket on the host, or --listen-api with TLS and authentication"})
 		})
 	}
 	return mux
+}
+
+// limited answers 429 while maxQueries table queries are running.
+func (d *Daemon) limited(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case d.queries <- struct{}{}:
+			defer func() { <-d.queries }()
+			h(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusTooManyRequests, map[string]string{"error": "too many socket table queries at once; try again"})
+		}
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -102,7 +120,13 @@ func (d *Daemon) health() Health {
 }
 
 func (d *Daemon) handleHealth(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, d.health())
+	h := d.health()
+	if !callerOf(r).all {
+		// Sink URLs, table sizes and namespaces are the operators' business.
+		writeJSON(w, http.StatusOK, map[string]any{"status": h.Status, "uptime_s": h.UptimeS})
+		return
+	}
+	writeJSON(w, http.StatusOK, h)
 }
 
 // parseQuery reads ?state=&pid=&port=&limit=&sort=, rejecting anything else.
@@ -161,11 +185,14 @@ func (d *Daemon) handleSockets(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "%v", err)
 		return
 	}
-	// Descriptors move (accept, fork, close): look again, at most 1/s.
-	if err := d.scanFiles(false); err != nil {
-		d.log.Warn().Err(err).Msg("file table walk failed")
-	}
 	c := callerOf(r)
+	// Descriptors move (accept, fork, close): look again, at most 1/s;
+	// other users get the periodic walk's view.
+	if c.all {
+		if err := d.scanFiles(false); err != nil {
+			d.log.Warn().Err(err).Msg("file table walk failed")
+		}
+	}
 	if c.all {
 		writeJSON(w, http.StatusOK, map[string]any{"sockets": d.trk.Sockets(q, d.clock.Wall)})
 		return
@@ -177,7 +204,7 @@ func (d *Daemon) handleSockets(w http.ResponseWriter, r *http.Request) {
 	rows := d.trk.Sockets(q, d.clock.Wall)
 	out := rows[:0]
 	for _, s := range rows {
-		if len(out) < limit && own.pid(s.Pid) {
+		if len(out) < limit && own.owns(s.Pid, s.AgeS) {
 			out = append(out, s)
 		}
 	}
@@ -189,11 +216,11 @@ func (d *Daemon) handleProcesses(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "/api/v1/processes takes no parameters")
 		return
 	}
-	if err := d.scanFiles(false); err != nil {
-		d.log.Warn().Err(err).Msg("file table walk failed")
-	}
 	c := callerOf(r)
 	if c.all {
+		if err := d.scanFiles(false); err != nil {
+			d.log.Warn().Err(err).Msg("file table walk failed")
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"processes": d.trk.Processes(), "unowned_sockets": d.trk.UnownedSockets()})
 		return
 	}
@@ -201,7 +228,7 @@ func (d *Daemon) handleProcesses(w http.ResponseWriter, r *http.Request) {
 	procs := d.trk.Processes()
 	out := procs[:0]
 	for _, p := range procs {
-		if own.pid(p.Pid) {
+		if own.owns(p.Pid, p.TrackedS) {
 			out = append(out, p)
 		}
 	}

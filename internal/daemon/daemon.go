@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,6 +94,7 @@ type Daemon struct {
 	scanMu   sync.Mutex
 	lastScan time.Time
 	servers  []*http.Server
+	queries  chan struct{} // socket table queries running (maxQueries)
 	addr     string // the network listener's address
 	sockPath string // the API socket's path
 	apiGroup int    // gid that sees everything on the API socket, or -1
@@ -107,7 +109,7 @@ type Daemon struct {
 // Open loads the tracer, takes the start-up snapshot and opens sinks.
 // Nothing is written until Run.
 func Open(opt Options) (*Daemon, error) {
-	d := &Daemon{opt: opt, log: opt.Log, clock: events.NewClock(), started: time.Now()}
+	d := &Daemon{opt: opt, log: opt.Log, clock: events.NewClock(), started: time.Now(), queries: make(chan struct{}, maxQueries)}
 	// Who may see what is settled before anything is loaded.
 	var err error
 	if d.web, err = listenPolicy(opt); err != nil {
@@ -230,7 +232,7 @@ func (d *Daemon) scanFiles(force bool) error {
 func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 	if d.opt.ReadyFile != "" {
 		ready, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "listen": d.addr, "socket": d.sockPath})
-		if err := os.WriteFile(d.opt.ReadyFile, append(ready, '\n'), 0o644); err != nil {
+		if err := writeReplacing(d.opt.ReadyFile, append(ready, '\n')); err != nil {
 			return Summary{}, fmt.Errorf("--ready-file: %w", err)
 		}
 	}
@@ -358,6 +360,29 @@ func (d *Daemon) Close() error {
 	}
 	if d.tracer != nil {
 		d.tracer.Close()
+	}
+	return err
+}
+
+// writeReplacing puts b at path through a new file and a rename: a symlink
+// planted at path is replaced, never followed.
+func writeReplacing(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
 	}
 	return err
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -57,8 +59,13 @@ func (d *Daemon) serveSocket(path string) error {
 	}
 	d.sockPath = path
 	group := d.apiGroup
+	ln = &peerListener{Listener: ln, group: group, slots: make(chan struct{}, maxSocketConns)}
 	srv := d.newServer(d.routes(true), func(ctx context.Context, c net.Conn) context.Context {
-		return withCaller(ctx, peerCaller(c, group))
+		who := caller{uid: ^uint32(0)}
+		if pc, ok := c.(*peerConn); ok {
+			who = pc.who
+		}
+		return withCaller(ctx, who)
 	})
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -73,10 +80,48 @@ func (d *Daemon) serveSocket(path string) error {
 	return nil
 }
 
+// maxSocketConns bounds the API socket's connections: any local user may
+// open them.
+const maxSocketConns = 64
+
+// peerListener accepts at most cap(slots) connections at once and reads
+// each one's credentials as it arrives.
+type peerListener struct {
+	net.Listener
+	group int
+	slots chan struct{}
+}
+
+// peerConn is an accepted connection and who is on its other end.
+type peerConn struct {
+	net.Conn
+	who  caller
+	once sync.Once
+	free func()
+}
+
+func (l *peerListener) Accept() (net.Conn, error) {
+	l.slots <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &peerConn{Conn: c, who: peerCaller(c, l.group), free: func() { <-l.slots }}, nil
+}
+
+func (c *peerConn) Close() error {
+	c.once.Do(c.free)
+	return c.Conn.Close()
+}
+
 // listenUnix binds path with mode 0666, replacing a socket no daemon
 // answers on; anything else at path is left alone.
 func listenUnix(path string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if err := safeSocketDir(filepath.Dir(path)); err != nil {
 		return nil, err
 	}
 	if fi, err := os.Lstat(path); err == nil {
@@ -110,6 +155,12 @@ func (d *Daemon) serveNetwork(addr string) error {
 		return fmt.Errorf("--listen %s: %w", addr, err)
 	}
 	d.addr = ln.Addr().String()
+	// A name such as localhost resolves when bound: the policy's loopback
+	// must be what was bound.
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !(d.web.TLS && d.web.Auth) && !d.opt.AllowUnauthenticated && !ta.IP.IsLoopback() {
+		ln.Close()
+		return fmt.Errorf("--listen %s bound %s, which is not loopback, without TLS and authentication", addr, d.addr)
+	}
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
 		d.apiAddr = ta.AddrPort()
 		if self, err := netns.Self(); err == nil {
@@ -117,7 +168,11 @@ func (d *Daemon) serveNetwork(addr string) error {
 		}
 	}
 	// Whoever passed the listener's checks is an operator.
-	srv := d.newServer(d.routes(d.opt.ListenAPI), func(ctx context.Context, _ net.Conn) context.Context {
+	var h http.Handler = d.routes(d.opt.ListenAPI)
+	if d.opt.WebConfigFile != "" {
+		h = d.stillSecure(h)
+	}
+	srv := d.newServer(h, func(ctx context.Context, _ net.Conn) context.Context {
 		return withCaller(ctx, caller{all: true})
 	})
 	webFile := d.opt.WebConfigFile
@@ -142,4 +197,36 @@ func (d *Daemon) serveNetwork(addr string) error {
 	}
 	ev.Msg("serving " + paths)
 	return nil
+}
+
+// stillSecure holds the web config to the policy it passed at start: the
+// toolkit reads the file again for every request, so an edit (or a
+// rotated Secret) that drops the users or the client certificates would
+// otherwise open the listener to anyone. Such a request gets 503.
+func (d *Daemon) stillSecure(next http.Handler) http.Handler {
+	var mu sync.Mutex
+	var stamp string
+	ok := true
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if fi, err := os.Stat(d.opt.WebConfigFile); err != nil {
+			ok = false
+		} else if s := fmt.Sprint(fi.ModTime().UnixNano(), fi.Size(), fi.Sys().(*syscall.Stat_t).Ino); s != stamp {
+			stamp = s
+			opt := d.opt
+			sec, err := readWebConfig(opt.WebConfigFile)
+			ok = err == nil && (sec.TLS && sec.Auth || !d.web.TLS || !d.web.Auth)
+			if !ok {
+				d.log.Error().Err(err).Str("web_config", opt.WebConfigFile).
+					Msg("--web.config.file no longer gives TLS and authentication: the listener answers 503 until it does again")
+			}
+		}
+		good := ok
+		mu.Unlock()
+		if !good {
+			http.Error(w, "tcpstated: the web configuration no longer secures this listener", http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

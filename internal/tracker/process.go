@@ -19,6 +19,7 @@ type Process struct {
 	// CLOSE_WAIT sockets past the threshold now, and ever reported.
 	Leaking, Leaks int
 	lastSeen       uint64
+	firstSeen      uint64 // when the pid was first attributed a socket
 }
 
 // CommStats aggregates by command name, the bounded label for metrics.
@@ -54,7 +55,7 @@ func (t *Tracker) proc(pid uint32, comm events.Comm) *Process {
 		if len(t.procs) >= t.cfg.MaxProcesses && !t.evictProcess() {
 			return nil
 		}
-		p = &Process{Pid: pid}
+		p = &Process{Pid: pid, firstSeen: t.now}
 		t.procs[pid] = p
 	}
 	if comm[0] != 0 {

@@ -115,6 +115,7 @@ type ProcessView struct {
 	TimeWait       int                      `json:"time_wait"`
 	CloseWait      int                      `json:"close_wait"`
 	Time           map[string]StateTimeView `json:"time_in_state"`
+	TrackedS       float64                  `json:"tracked_s"` // since the pid was first seen owning a socket
 }
 
 // Processes returns every tracked process, worst CLOSE_WAIT leakers first,
@@ -123,9 +124,11 @@ func (t *Tracker) Processes() []ProcessView {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	out := make([]ProcessView, 0, len(t.procs))
+	now := t.clock()
 	for _, p := range t.procs {
 		v := ProcessView{
 			Pid: p.Pid, Comm: p.Comm.String(), Sockets: map[string]int{},
+			TrackedS: float64(now-min(p.firstSeen, now)) / 1e9,
 			CloseWaitLeaks: p.Leaking, LeaksTotal: p.Leaks,
 			TimeWait: p.Live[events.TimeWait], CloseWait: p.Live[events.CloseWait],
 			Time: map[string]StateTimeView{},

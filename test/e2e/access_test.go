@@ -167,6 +167,7 @@ func TestClientsReachTLSDaemon(t *testing.T) {
 		{"no CA", []string{"--addr", addr, "--cert-file", sec.ClientCert, "--key-file", sec.ClientKey, "--username", testUser, "--password-file", sec.PasswordFile}, "not signed by a CA this client trusts"},
 		{"wrong name", append(append([]string{}, creds...), "--server-name", "elsewhere.example"), "does not name this host"},
 		{"plain HTTP", []string{"--addr", d.API}, "speaks TLS"},
+		{"password to plain HTTP", []string{"--addr", "http://" + d.API, "--username", testUser, "--password-file", sec.PasswordFile}, "goes only to https://"},
 		{"password on the command line", []string{"--addr", addr, "--username", testUser, "--password", testPassword}, "flag provided but not defined: -password"},
 	} {
 		out, errOut, code := run(t, append([]string{"sockets"}, tc.args...)...)
@@ -305,11 +306,15 @@ func TestUnprivilegedUserSeesOwnSockets(t *testing.T) {
 	if out, errOut, code := asUser(nil, "top", "--addr", d.Socket, "-n", "1"); code != 0 || !strings.Contains(out, "your processes only") || strings.Contains(out, fmt.Sprint(rootPeer.Pid)) {
 		t.Errorf("top as another user: exit %d\n%s%s", code, out, errOut)
 	}
-	// The metrics name every process: not for this user. Health is.
+	// The metrics name every process: not for this user. Health is, without
+	// the operators' details (sinks, tables, namespaces).
 	for path, want := range map[string]int{"/metrics": http.StatusForbidden, "/healthz": http.StatusOK} {
 		code, body := getAs(t, d.Socket, path, 65534, nil)
 		if code != want {
 			t.Errorf("%s as uid 65534: %d, want %d: %s", path, code, want, body)
+		}
+		if path == "/healthz" && (!strings.Contains(body, `"status"`) || strings.Contains(body, "features") || strings.Contains(body, "sockets_max")) {
+			t.Errorf("/healthz as uid 65534 says more than the status:\n%s", body)
 		}
 	}
 

@@ -143,12 +143,23 @@ func StartDaemonWith(t *testing.T, setup func(cmd *exec.Cmd, dir string), flags 
 	d := &Daemon{t: t, Events: filepath.Join(dir, "events.json"), done: make(chan struct{})}
 	ready := filepath.Join(dir, "ready")
 	args := append([]string{"run", "--format", "json", "--sink", "file:" + d.Events,
-		"--ready-file", ready, "--listen", "127.0.0.1:0", "--api-socket", filepath.Join(dir, "api.sock"),
+		"--ready-file", ready, "--listen", "127.0.0.1:0", "--api-socket", filepath.Join(dir, "run", "api.sock"),
 		"--poll-interval", "20ms"}, flags...)
 	d.cmd = exec.Command(daemonBinary(t), args...)
 	d.cmd.Stderr = &d.stderr
+	// The socket's directory: writable by the daemon's user alone, or the
+	// daemon refuses it.
+	run := filepath.Join(dir, "run")
+	if err := os.Mkdir(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if setup != nil {
 		setup(d.cmd, dir)
+	}
+	if a := d.cmd.SysProcAttr; a != nil && a.Credential != nil {
+		if err := os.Chown(run, int(a.Credential.Uid), int(a.Credential.Gid)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// A test binary killed mid-run must not leave a tracer behind.
 	if d.cmd.SysProcAttr == nil {

@@ -22,10 +22,12 @@ func nobody(cmd *exec.Cmd, caps ...uintptr) {
 	}
 }
 
-// openDir lets the unprivileged daemon write its ready and event files.
+// openDir lets the unprivileged daemon write its ready and event files,
+// and other users reach the API socket. Sticky, as /tmp: nobody may
+// replace what another user made there.
 func openDir(t *testing.T, dir string) {
 	for _, d := range []string{filepath.Dir(dir), dir} {
-		if err := os.Chmod(d, 0o777); err != nil {
+		if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil {
 			t.Fatal(err)
 		}
 	}
