@@ -95,9 +95,9 @@ type Daemon struct {
 	lastScan time.Time
 	servers  []*http.Server
 	queries  chan struct{} // socket table queries running (maxQueries)
-	addr     string // the network listener's address
-	sockPath string // the API socket's path
-	apiGroup int    // gid that sees everything on the API socket, or -1
+	addr     string        // the network listener's address
+	sockPath string        // the API socket's path
+	apiGroup int           // gid that sees everything on the API socket, or -1
 	web      webSecurity
 	// The API's address and network namespace, to leave its own traffic
 	// out of the stream; set before Run reads the ring buffer.

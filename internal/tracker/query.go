@@ -128,7 +128,7 @@ func (t *Tracker) Processes() []ProcessView {
 	for _, p := range t.procs {
 		v := ProcessView{
 			Pid: p.Pid, Comm: p.Comm.String(), Sockets: map[string]int{},
-			TrackedS: float64(now-min(p.firstSeen, now)) / 1e9,
+			TrackedS:       float64(now-min(p.firstSeen, now)) / 1e9,
 			CloseWaitLeaks: p.Leaking, LeaksTotal: p.Leaks,
 			TimeWait: p.Live[events.TimeWait], CloseWait: p.Live[events.CloseWait],
 			Time: map[string]StateTimeView{},
