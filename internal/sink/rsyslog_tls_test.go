@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tcpstated/tcpstated/internal/testkit"
 )
 
 // rsyslogTLS is an RFC 5425 input for startRsyslogdWith: imtcp with one
@@ -18,8 +20,8 @@ import (
 // docs/sinks.md shows it.
 type rsyslogTLS struct {
 	driver string // "gtls" or "ossl"
-	ca     *testCA
-	server issued
+	ca     *testkit.CA
+	server testkit.Issued
 	// permit, if set, is the only client certificate name taken
 	// (Authmode x509/name); otherwise clients are anonymous.
 	permit string
@@ -32,7 +34,7 @@ const inputTLS = "imtcp-tls"
 func (in *rsyslogTLS) config(addr string) (global, input string) {
 	_, port, _ := net.SplitHostPort(addr)
 	global = fmt.Sprintf(` DefaultNetstreamDriverCAFile=%q DefaultNetstreamDriverCertFile=%q DefaultNetstreamDriverKeyFile=%q`,
-		in.ca.path, in.server.certPath, in.server.keyPath)
+		in.ca.Path, in.server.CertPath, in.server.KeyPath)
 	auth := `StreamDriver.Authmode="anon"`
 	if in.permit != "" {
 		auth = fmt.Sprintf(`StreamDriver.Authmode="x509/name" PermittedPeer=[%q]`, in.permit)
@@ -46,7 +48,7 @@ func (in *rsyslogTLS) config(addr string) (global, input string) {
 // driver loaded and took the certificate.
 func (in *rsyslogTLS) waitReady(t *testing.T, addr string) {
 	t.Helper()
-	cfg := &tls.Config{RootCAs: in.ca.pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{RootCAs: in.ca.Pool(), ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
 	var last error
 	end := time.Now().Add(15 * time.Second)
 	for time.Now().Before(end) {
@@ -92,11 +94,11 @@ func TestRsyslogReceivesRFC5425OverTLS(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			rsyslogdPath(t)
 			rsyslogDriver(t, d.name, d.pkg, d.required)
-			ca := newTestCA(t, "ca")
-			in := &rsyslogTLS{driver: d.name, ca: ca, server: ca.server(t, "rsyslog", []string{"localhost"}, loopback)}
+			ca := testkit.NewCA(t, t.TempDir(), "ca")
+			in := &rsyslogTLS{driver: d.name, ca: ca, server: ca.Server(t, "rsyslog", []string{"localhost"}, loopback)}
 			r := startRsyslogdWith(t, freeAddr(t, "tcp"), in)
 
-			s := mustOpen(t, "syslog+tls://"+r.tlsAddr+"?ca="+ca.path, Options{})
+			s := mustOpen(t, "syslog+tls://"+r.tlsAddr+"?ca="+ca.Path, Options{})
 			checkArrived(t, r, inputTLS, logLevels(t, s, "tls"), wantHost)
 			n := 0
 			for _, l := range r.rawLines(t) {
@@ -125,13 +127,13 @@ func TestRsyslogReceivesRFC5425OverTLS(t *testing.T) {
 func TestRsyslogTLSRefusalIsADialFailure(t *testing.T) {
 	rsyslogdPath(t)
 	rsyslogDriver(t, "gtls", "rsyslog-gnutls", true)
-	ca := newTestCA(t, "ca")
-	in := &rsyslogTLS{driver: "gtls", ca: ca, server: ca.server(t, "rsyslog", []string{"localhost"}, loopback),
+	ca := testkit.NewCA(t, t.TempDir(), "ca")
+	in := &rsyslogTLS{driver: "gtls", ca: ca, server: ca.Server(t, "rsyslog", []string{"localhost"}, loopback),
 		permit: "someone-else"}
 	r := startRsyslogdWith(t, freeAddr(t, "tcp"), in)
-	client := ca.client(t, "tcpstated-client")
+	client := ca.Client(t, "tcpstated-client")
 
-	s := mustOpen(t, "syslog+tls://"+r.tlsAddr+"?ca="+ca.path+"&cert="+client.certPath+"&key="+client.keyPath,
+	s := mustOpen(t, "syslog+tls://"+r.tlsAddr+"?ca="+ca.Path+"&cert="+client.CertPath+"&key="+client.KeyPath,
 		Options{MaxBackoff: 200 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
 	s.WriteLevel(zerolog.InfoLevel, []byte(`{"tag":"refused"}`+"\n"))
 	waitFor(t, 10*time.Second, "refused connections", func() bool { return s.Stats().Errors >= 3 })

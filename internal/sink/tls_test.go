@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tcpstated/tcpstated/internal/testkit"
 )
 
 // eventMarker is in every testEvent: it must never show on the wire.
@@ -28,8 +30,8 @@ func tlsURL(addr string, opts ...string) string {
 	return u
 }
 
-func serverConfig(cert issued) *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{cert.pair}}
+func serverConfig(cert testkit.Issued) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{cert.Pair}}
 }
 
 // waitClosed waits for the collector to have finished with cc.
@@ -43,14 +45,14 @@ func waitClosed(t *testing.T, cc *collectorConn) {
 }
 
 func TestTLSSinkDeliversByteExact(t *testing.T) {
-	ca := newTestCA(t, "ca")
-	server := ca.server(t, "server", []string{"localhost"}, loopback)
+	ca := testkit.NewCA(t, t.TempDir(), "ca")
+	server := ca.Server(t, "server", []string{"localhost"}, loopback)
 	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
 		t.Run(tls.VersionName(version), func(t *testing.T) {
 			cfg := serverConfig(server)
 			cfg.MaxVersion = version
 			col := startTLSCollector(t, cfg)
-			s := mustOpen(t, tlsURL(col.addr, "ca="+ca.path), Options{})
+			s := mustOpen(t, tlsURL(col.addr, "ca="+ca.Path), Options{})
 
 			var want []byte
 			for i := range 300 {
@@ -106,15 +108,15 @@ func lastRecordType(t *testing.T, wire []byte) byte {
 }
 
 func TestTLSSinkWithClientCertificate(t *testing.T) {
-	ca := newTestCA(t, "ca")
-	cfg := serverConfig(ca.server(t, "server", []string{"localhost"}, loopback))
+	ca := testkit.NewCA(t, t.TempDir(), "ca")
+	cfg := serverConfig(ca.Server(t, "server", []string{"localhost"}, loopback))
 	cfg.ClientAuth = tls.RequireAndVerifyClientCert
-	cfg.ClientCAs = ca.pool()
-	client := ca.client(t, "tcpstated-client")
+	cfg.ClientCAs = ca.Pool()
+	client := ca.Client(t, "tcpstated-client")
 
 	t.Run("with cert and key it delivers", func(t *testing.T) {
 		col := startTLSCollector(t, cfg)
-		s := mustOpen(t, tlsURL(col.addr, "ca="+ca.path, "cert="+client.certPath, "key="+client.keyPath), Options{})
+		s := mustOpen(t, tlsURL(col.addr, "ca="+ca.Path, "cert="+client.CertPath, "key="+client.KeyPath), Options{})
 		for i := range 5 {
 			s.Write(testEvent(i))
 		}
@@ -137,7 +139,7 @@ func TestTLSSinkWithClientCertificate(t *testing.T) {
 	t.Run("without them it is a failed connection", func(t *testing.T) {
 		col := startTLSCollector(t, cfg)
 		var logs lockedBuffer
-		s := mustOpen(t, tlsURL(col.addr, "ca="+ca.path), Options{MaxBackoff: 200 * time.Millisecond,
+		s := mustOpen(t, tlsURL(col.addr, "ca="+ca.Path), Options{MaxBackoff: 200 * time.Millisecond,
 			CloseTimeout: 100 * time.Millisecond, Logger: zerolog.New(&logs)})
 		s.Write(testEvent(1))
 		waitFor(t, 10*time.Second, "refused connections", func() bool { return s.Stats().Errors >= 3 })
@@ -162,21 +164,21 @@ func TestTLSSinkWithClientCertificate(t *testing.T) {
 // gets no event, the failure is counted and logged like a refused dial,
 // and Stats says why in crypto/tls's words.
 func TestTLSSinkRefusesUnverifiedServers(t *testing.T) {
-	ca := newTestCA(t, "ca")
-	other := newTestCA(t, "other-ca")
-	byName := ca.server(t, "by-name", []string{"localhost"}) // no IP SAN
-	byBoth := ca.server(t, "by-both", []string{"localhost"}, loopback)
+	ca := testkit.NewCA(t, t.TempDir(), "ca")
+	other := testkit.NewCA(t, t.TempDir(), "other-ca")
+	byName := ca.Server(t, "by-name", []string{"localhost"}) // no IP SAN
+	byBoth := ca.Server(t, "by-both", []string{"localhost"}, loopback)
 	cases := []struct {
 		name   string
-		server issued
+		server testkit.Issued
 		opts   []string
 		want   string
 	}{
-		{"another CA", byBoth, []string{"ca=" + other.path}, "x509: certificate signed by unknown authority"},
+		{"another CA", byBoth, []string{"ca=" + other.Path}, "x509: certificate signed by unknown authority"},
 		{"the system roots", byBoth, nil, "x509: certificate signed by unknown authority"},
-		{"a wrong server_name", byBoth, []string{"ca=" + ca.path, "server_name=logs.example.com"},
+		{"a wrong server_name", byBoth, []string{"ca=" + ca.Path, "server_name=logs.example.com"},
 			"x509: certificate is valid for localhost, not logs.example.com"},
-		{"an IP host without IP SAN", byName, []string{"ca=" + ca.path},
+		{"an IP host without IP SAN", byName, []string{"ca=" + ca.Path},
 			"x509: cannot validate certificate for 127.0.0.1 because it doesn't contain any IP SANs"},
 	}
 	for _, c := range cases {
@@ -214,11 +216,11 @@ func TestTLSSinkRefusesUnverifiedServers(t *testing.T) {
 }
 
 func TestTLSSinkRefusesOldProtocolVersions(t *testing.T) {
-	ca := newTestCA(t, "ca")
-	cfg := serverConfig(ca.server(t, "server", []string{"localhost"}, loopback))
+	ca := testkit.NewCA(t, t.TempDir(), "ca")
+	cfg := serverConfig(ca.Server(t, "server", []string{"localhost"}, loopback))
 	cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS10, tls.VersionTLS11
 	col := startTLSCollector(t, cfg)
-	s := mustOpen(t, tlsURL(col.addr, "ca="+ca.path), Options{MaxBackoff: 50 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
+	s := mustOpen(t, tlsURL(col.addr, "ca="+ca.Path), Options{MaxBackoff: 50 * time.Millisecond, CloseTimeout: 100 * time.Millisecond})
 	s.Write(testEvent(1))
 	waitFor(t, 10*time.Second, "a failed handshake", func() bool { return s.Stats().Errors >= 1 })
 	if st := s.Stats(); st.Written != 0 || !strings.Contains(st.LastError, "protocol version") {
@@ -230,10 +232,10 @@ func TestTLSSinkRefusesOldProtocolVersions(t *testing.T) {
 // TestTLSSinkReconnectsAfterCollectorRestart: the peer watch works on a
 // TLS session: an idle sink notices the hang-up and reconnects.
 func TestTLSSinkReconnectsAfterCollectorRestart(t *testing.T) {
-	ca := newTestCA(t, "ca")
-	cfg := serverConfig(ca.server(t, "server", []string{"localhost"}, loopback))
+	ca := testkit.NewCA(t, t.TempDir(), "ca")
+	cfg := serverConfig(ca.Server(t, "server", []string{"localhost"}, loopback))
 	col := startTLSCollector(t, cfg)
-	s := mustOpen(t, tlsURL(col.addr, "ca="+ca.path), Options{MaxBackoff: 50 * time.Millisecond})
+	s := mustOpen(t, tlsURL(col.addr, "ca="+ca.Path), Options{MaxBackoff: 50 * time.Millisecond})
 	s.Write(testEvent(1))
 	waitFor(t, 10*time.Second, "the first event", func() bool {
 		conns := col.connections()
@@ -255,9 +257,9 @@ func TestTLSSinkReconnectsAfterCollectorRestart(t *testing.T) {
 // TestOpenRefusesBadTLSFiles: CA, cert and key files are read at Open, so
 // a bad one stops the daemon at start, saying which file and what is wrong.
 func TestOpenRefusesBadTLSFiles(t *testing.T) {
-	ca := newTestCA(t, "ca")
-	client := ca.client(t, "client")
-	other := ca.client(t, "other")
+	ca := testkit.NewCA(t, t.TempDir(), "ca")
+	client := ca.Client(t, "client")
+	other := ca.Client(t, "other")
 	dir := t.TempDir()
 	file := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -282,15 +284,15 @@ func TestOpenRefusesBadTLSFiles(t *testing.T) {
 		{[]string{"ca=/dev/zero"}, "ca file /dev/zero: not a regular file"},
 		{[]string{"ca=" + big}, "larger than"},
 		{[]string{"ca=" + garbage}, "ca file " + garbage + ": not PEM"},
-		{[]string{"ca=" + client.keyPath}, `ca file ` + client.keyPath + `: no CERTIFICATE in it (found "PRIVATE KEY")`},
+		{[]string{"ca=" + client.KeyPath}, `ca file ` + client.KeyPath + `: no CERTIFICATE in it (found "PRIVATE KEY")`},
 		{[]string{"ca=" + badCert}, "ca file " + badCert + ": certificate 1: x509:"},
-		{[]string{"cert=" + garbage, "key=" + client.keyPath}, "cert file " + garbage + ": not PEM"},
-		{[]string{"cert=" + client.keyPath, "key=" + client.keyPath}, "cert file " + client.keyPath + ": no CERTIFICATE"},
-		{[]string{"cert=" + client.certPath, "key=" + client.certPath}, "key file " + client.certPath + ": no PRIVATE KEY"},
-		{[]string{"cert=" + client.certPath, "key=" + encrypted}, "the key is encrypted"},
-		{[]string{"cert=" + client.certPath, "key=" + other.keyPath},
-			"cert file " + client.certPath + " with key file " + other.keyPath + ": tls: private key does not match public key"},
-		{[]string{"cert=" + client.certPath, "key=" + missing}, "key file " + missing + ": no such file"},
+		{[]string{"cert=" + garbage, "key=" + client.KeyPath}, "cert file " + garbage + ": not PEM"},
+		{[]string{"cert=" + client.KeyPath, "key=" + client.KeyPath}, "cert file " + client.KeyPath + ": no CERTIFICATE"},
+		{[]string{"cert=" + client.CertPath, "key=" + client.CertPath}, "key file " + client.CertPath + ": no PRIVATE KEY"},
+		{[]string{"cert=" + client.CertPath, "key=" + encrypted}, "the key is encrypted"},
+		{[]string{"cert=" + client.CertPath, "key=" + other.KeyPath},
+			"cert file " + client.CertPath + " with key file " + other.KeyPath + ": tls: private key does not match public key"},
+		{[]string{"cert=" + client.CertPath, "key=" + missing}, "key file " + missing + ": no such file"},
 	}
 	for _, scheme := range []string{"tls", "syslog+tls"} {
 		for _, c := range cases {
@@ -307,8 +309,8 @@ func TestOpenRefusesBadTLSFiles(t *testing.T) {
 		}
 	}
 	// The good files open (escaped as a URL may carry them).
-	mustOpen(t, "tls://127.0.0.1:1?"+strings.Join([]string{"ca=" + ca.path, "cert=" + client.certPath,
-		"key=" + url.PathEscape(client.keyPath)}, "&"), Options{})
+	mustOpen(t, "tls://127.0.0.1:1?"+strings.Join([]string{"ca=" + ca.Path, "cert=" + client.CertPath,
+		"key=" + url.PathEscape(client.KeyPath)}, "&"), Options{})
 }
 
 func TestTLSConfigIsStrict(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -15,83 +16,133 @@ import (
 	"time"
 )
 
-// PKI is a throwaway CA with one server and one client certificate, as PEM
-// files in Dir, for tests of TLS listeners and sinks.
-type PKI struct {
-	Dir                   string
-	CA                    string // the CA's certificate
-	ServerCert, ServerKey string // for localhost, 127.0.0.1 and ::1
-	ClientCert, ClientKey string // CN "tcpstated-test-client"
-	caCert                *x509.Certificate
-	caKey                 *ecdsa.PrivateKey
+// CA is a certificate authority made for one test; what it signs is
+// written as PEM files in Dir.
+type CA struct {
+	Cert *x509.Certificate
+	Path string // the CA certificate's PEM file, NAME.crt
+	Dir  string
+	key  *ecdsa.PrivateKey
 }
 
-// NewPKI writes a CA, a server and a client certificate under dir.
-func NewPKI(t testing.TB, dir string) *PKI {
+// Issued is a certificate a CA signed, with its key.
+type Issued struct {
+	CertPath, KeyPath string // NAME.crt, NAME.key
+	Pair              tls.Certificate
+}
+
+// NewCA makes a CA named name and writes its certificate in dir.
+func NewCA(t testing.TB, dir, name string) *CA {
 	t.Helper()
-	p := &PKI{Dir: dir}
-	var err error
-	p.caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := newKey(t)
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "tcpstated test CA"},
+		SerialNumber:          serial(t),
+		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &p.caKey.PublicKey, p.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.caCert, _ = x509.ParseCertificate(der)
-	p.CA = writePEM(t, dir, "ca.crt", "CERTIFICATE", der)
-	p.ServerCert, p.ServerKey = p.Issue(t, "server", x509.ExtKeyUsageServerAuth, "localhost")
-	p.ClientCert, p.ClientKey = p.Issue(t, "client", x509.ExtKeyUsageClientAuth, "tcpstated-test-client")
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &CA{Cert: cert, key: key, Path: filepath.Join(dir, name+".crt"), Dir: dir}
+	writePEM(t, ca.Path, "CERTIFICATE", der)
+	return ca
+}
+
+// Pool is the CA as a verifier's trust store.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Cert)
 	return p
 }
 
-// Issue signs a certificate for name (and, for a server, the loopback
-// addresses) and writes NAME.crt and NAME.key.
-func (p *PKI) Issue(t testing.TB, file string, usage x509.ExtKeyUsage, name string) (cert, key string) {
+// Server issues a server certificate for these DNS names and addresses.
+func (ca *CA) Server(t testing.TB, name string, dnsNames []string, ips ...net.IP) Issued {
+	return ca.issue(t, name, x509.ExtKeyUsageServerAuth, dnsNames, ips)
+}
+
+// Client issues a client certificate with common name name.
+func (ca *CA) Client(t testing.TB, name string) Issued {
+	return ca.issue(t, name, x509.ExtKeyUsageClientAuth, nil, nil)
+}
+
+func (ca *CA) issue(t testing.TB, name string, usage x509.ExtKeyUsage, dnsNames []string, ips []net.IP) Issued {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	key := newKey(t)
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
+		SerialNumber: serial(t),
 		Subject:      pkix.Name{CommonName: name},
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		DNSNames:     []string{name},
+		DNSNames:     dnsNames,
+		IPAddresses:  ips,
 	}
-	if usage == x509.ExtKeyUsageServerAuth {
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &k.PublicKey, p.caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return writePEM(t, p.Dir, file+".crt", "CERTIFICATE", der), writePEM(t, p.Dir, file+".key", "PRIVATE KEY", kder)
+	is := Issued{CertPath: filepath.Join(ca.Dir, name+".crt"), KeyPath: filepath.Join(ca.Dir, name+".key")}
+	writePEM(t, is.CertPath, "CERTIFICATE", der)
+	writePEM(t, is.KeyPath, "PRIVATE KEY", keyDER)
+	if is.Pair, err = tls.LoadX509KeyPair(is.CertPath, is.KeyPath); err != nil {
+		t.Fatal(err)
+	}
+	return is
 }
 
-func writePEM(t testing.TB, dir, name, typ string, der []byte) string {
+// PKI is a CA with a server certificate for localhost and the loopback
+// addresses (server.crt, server.key) and a client one (client.crt,
+// client.key), in one directory.
+type PKI struct {
+	*CA
+	Server, Client Issued
+}
+
+// NewPKI writes ca.crt, server.* and client.* in dir.
+func NewPKI(t testing.TB, dir string) *PKI {
 	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o644); err != nil {
+	ca := NewCA(t, dir, "ca")
+	return &PKI{CA: ca,
+		Server: ca.Server(t, "server", []string{"localhost"}, net.IPv4(127, 0, 0, 1), net.IPv6loopback),
+		Client: ca.Client(t, "client"),
+	}
+}
+
+func newKey(t testing.TB) *ecdsa.PrivateKey {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return path
+	return key
+}
+
+func serial(t testing.TB) *big.Int {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func writePEM(t testing.TB, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -30,7 +30,9 @@ const (
 
 // secured is a daemon's TLS material and web configuration.
 type secured struct {
-	*testkit.PKI
+	PKI          *testkit.PKI
+	Dir          string
+	CA           string // the CA certificate's path
 	WebConfig    string
 	PasswordFile string
 	WrongFile    string
@@ -42,6 +44,7 @@ func newSecured(t *testing.T, clientCerts bool) *secured {
 	t.Helper()
 	dir := t.TempDir()
 	s := &secured{PKI: testkit.NewPKI(t, dir)}
+	s.CA, s.Dir = s.PKI.CA.Path, dir
 	hash, err := bcrypt.GenerateFromPassword([]byte(testPassword), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +144,7 @@ func TestClientsReachTLSDaemon(t *testing.T) {
 	owner := StartPeer(t)
 	port := owner.Port("listen tcp4 127.0.0.1:0")
 	addr := "https://" + d.API
-	creds := []string{"--addr", addr, "--ca-file", sec.CA, "--cert-file", sec.ClientCert, "--key-file", sec.ClientKey,
+	creds := []string{"--addr", addr, "--ca-file", sec.CA, "--cert-file", sec.PKI.Client.CertPath, "--key-file", sec.PKI.Client.KeyPath,
 		"--username", testUser, "--password-file", sec.PasswordFile}
 
 	eventually(t, "the listener in the table over TLS", 10*time.Second, func() error {
@@ -161,10 +164,10 @@ func TestClientsReachTLSDaemon(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"wrong password", []string{"--addr", addr, "--ca-file", sec.CA, "--cert-file", sec.ClientCert, "--key-file", sec.ClientKey, "--username", testUser, "--password-file", sec.WrongFile}, "refused the credentials of ops"},
-		{"no password", []string{"--addr", addr, "--ca-file", sec.CA, "--cert-file", sec.ClientCert, "--key-file", sec.ClientKey}, "asks for credentials"},
+		{"wrong password", []string{"--addr", addr, "--ca-file", sec.CA, "--cert-file", sec.PKI.Client.CertPath, "--key-file", sec.PKI.Client.KeyPath, "--username", testUser, "--password-file", sec.WrongFile}, "refused the credentials of ops"},
+		{"no password", []string{"--addr", addr, "--ca-file", sec.CA, "--cert-file", sec.PKI.Client.CertPath, "--key-file", sec.PKI.Client.KeyPath}, "asks for credentials"},
 		{"no client certificate", []string{"--addr", addr, "--ca-file", sec.CA, "--username", testUser, "--password-file", sec.PasswordFile}, "wants a client certificate"},
-		{"no CA", []string{"--addr", addr, "--cert-file", sec.ClientCert, "--key-file", sec.ClientKey, "--username", testUser, "--password-file", sec.PasswordFile}, "not signed by a CA this client trusts"},
+		{"no CA", []string{"--addr", addr, "--cert-file", sec.PKI.Client.CertPath, "--key-file", sec.PKI.Client.KeyPath, "--username", testUser, "--password-file", sec.PasswordFile}, "not signed by a CA this client trusts"},
 		{"wrong name", append(append([]string{}, creds...), "--server-name", "elsewhere.example"), "does not name this host"},
 		{"plain HTTP", []string{"--addr", d.API}, "speaks TLS"},
 		{"password to plain HTTP", []string{"--addr", "http://" + d.API, "--username", testUser, "--password-file", sec.PasswordFile}, "goes only to https://"},
@@ -176,7 +179,7 @@ func TestClientsReachTLSDaemon(t *testing.T) {
 		}
 	}
 	// The password from the environment instead of a file.
-	cmd := exec.Command(daemonBinary(t), "sockets", "--addr", addr, "--ca-file", sec.CA, "--cert-file", sec.ClientCert, "--key-file", sec.ClientKey, "--username", testUser, "--limit", "1")
+	cmd := exec.Command(daemonBinary(t), "sockets", "--addr", addr, "--ca-file", sec.CA, "--cert-file", sec.PKI.Client.CertPath, "--key-file", sec.PKI.Client.KeyPath, "--username", testUser, "--limit", "1")
 	cmd.Env = append(os.Environ(), "TCPSTATED_PASSWORD="+testPassword)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("password from $TCPSTATED_PASSWORD: %v\n%s", err, out)
@@ -222,7 +225,7 @@ func TestPrometheusScrapesOverTLS(t *testing.T) {
 		if scheme == "https" {
 			s += fmt.Sprintf("    tls_config:\n      ca_file: %s\n", sec.CA)
 			if cert != "" {
-				s += fmt.Sprintf("      cert_file: %s\n      key_file: %s\n", sec.ClientCert, sec.ClientKey)
+				s += fmt.Sprintf("      cert_file: %s\n      key_file: %s\n", sec.PKI.Client.CertPath, sec.PKI.Client.KeyPath)
 			}
 		}
 		if password != "" {
@@ -412,7 +415,7 @@ func tlsClient(t *testing.T, sec *secured) *http.Client {
 	if err != nil || !pool.AppendCertsFromPEM(b) {
 		t.Fatalf("CA %s: %v", sec.CA, err)
 	}
-	cert, err := tls.LoadX509KeyPair(sec.ClientCert, sec.ClientKey)
+	cert, err := tls.LoadX509KeyPair(sec.PKI.Client.CertPath, sec.PKI.Client.KeyPath)
 	if err != nil {
 		t.Fatal(err)
 	}
