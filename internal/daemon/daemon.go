@@ -85,10 +85,12 @@ type Daemon struct {
 	emitted atomic.Uint64
 	records atomic.Uint64
 	badRecs atomic.Uint64
-	lost    uint64 // last logged value of the kernel's lost counter
-	full    uint64 // last logged sum of the kernel's table-full counters
-	skipped uint64 // last logged count of programs the kernel skipped
-	unseen  uint64 // last logged count of sockets the table had no room for
+	// settleErrs counts failures to ask sock_diag (settle.go).
+	settleErrs atomic.Uint64
+	lost       uint64 // last logged value of the kernel's lost counter
+	full       uint64 // last logged sum of the kernel's table-full counters
+	skipped    uint64 // last logged count of programs the kernel skipped
+	unseen     uint64 // last logged count of sockets the table had no room for
 
 	snap     SnapshotCoverage
 	scanMu   sync.Mutex
@@ -284,6 +286,7 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 		}
 		if now.After(nextTick) {
 			nextTick = now.Add(time.Second)
+			d.settleDue()
 			d.trk.Tick(d.write)
 			d.checkLoss()
 		}

@@ -92,6 +92,8 @@ type Table struct {
 	CommOverflow        uint64 // events counted under comm="other"
 	CommLimit           int    // --max-comms
 	UnknownTimeWaitEnds uint64 // TIME_WAIT ends of sockets not in the table
+	Inferred            uint64 // changes no program saw, found in the kernel's socket table
+	SettleErrors        uint64 // failed questions to that table
 }
 
 // Transition is the count of one old -> new state change.

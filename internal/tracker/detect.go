@@ -54,11 +54,7 @@ func (t *Tracker) Tick(emit func(*Report)) {
 				t.emitAbout(s, &ev, ReportCloseWaitLeak, age, now, emit)
 			}
 		case events.FinWait1, events.FinWait2:
-			limit := t.cfg.FinWait1Threshold
-			if s.State == events.FinWait2 {
-				limit = t.cfg.FinWait2Threshold
-			}
-			if !s.Stuck && limit > 0 && age >= limit {
+			if t.dueStuck(s, now) {
 				s.Stuck = true
 				t.emitAbout(s, &ev, ReportStuck, age, now, emit)
 			}
@@ -112,6 +108,80 @@ func (t *Tracker) emitAbout(s *Socket, ev *events.Event, kind ReportKind, age ti
 	emit(&r)
 }
 
+// timeWaitLen is TCP_TIMEWAIT_LEN, the kernel's TIME_WAIT.
+const timeWaitLen = 60 * time.Second
+
+// dueStuck says whether s has stayed past its FIN_WAIT threshold and was
+// not reported yet.
+func (t *Tracker) dueStuck(s *Socket, now uint64) bool {
+	limit := t.cfg.FinWait1Threshold
+	switch s.State {
+	case events.FinWait1:
+	case events.FinWait2:
+		limit = t.cfg.FinWait2Threshold
+	default:
+		return false
+	}
+	return !s.Stuck && limit > 0 && now > s.Since && time.Duration(now-s.Since) >= limit
+}
+
+// dueCheck says whether the kernel should be asked about s now: it is
+// about to be reported stuck, or it is an unfollowed TIME_WAIT that should
+// have ended.
+func (t *Tracker) dueCheck(s *Socket, now uint64) bool {
+	if s.State == events.TimeWait {
+		return s.Unfollowed && now > s.Since && time.Duration(now-s.Since) >= timeWaitLen
+	}
+	return t.dueStuck(s, now)
+}
+
+// Due is a row that Tick would report stuck (or an unfollowed TIME_WAIT),
+// for a look at the kernel's socket table first.
+type Due struct {
+	Cookie        uint64
+	Netns         uint32
+	State         events.State
+	Local, Remote netip.AddrPort
+}
+
+// DueStuck lists the rows Tick would report stuck now, and the unfollowed
+// TIME_WAITs past TCP_TIMEWAIT_LEN.
+func (t *Tracker) DueStuck() []Due {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	now := t.clock()
+	var out []Due
+	for s := range t.ageing.all() {
+		if t.dueCheck(s, now) {
+			out = append(out, Due{Cookie: s.Cookie, Netns: s.Netns, State: s.State,
+				Local: netip.AddrPortFrom(s.Saddr, s.Sport), Remote: netip.AddrPortFrom(s.Daddr, s.Dport)})
+		}
+	}
+	return out
+}
+
+// Settle applies what the kernel said of a due row: still in its state
+// (nothing to do: Tick reports it), in another (now), or gone (found
+// false). Either of the last two is a change no program saw: it is
+// reported, with source "inferred", and the row follows the kernel.
+func (t *Tracker) Settle(d Due, now events.State, found bool, emit func(*Report)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.sockets[d.Cookie]
+	if s == nil || s.State != d.State || found && now == d.State {
+		return
+	}
+	if !found {
+		now = events.Close
+	}
+	t.stats.Inferred++
+	ev := &t.inferred
+	*ev = events.Event{Kind: events.KindState, Mono: t.clock(), Cookie: s.Cookie,
+		Family: s.Family, Saddr: s.Saddr, Daddr: s.Daddr, Sport: s.Sport, Dport: s.Dport,
+		Netns: s.Netns, Old: s.State, New: now}
+	t.applyState(ev, emit, SourceInferred)
+}
+
 // HasPendingFindings says whether Tick would report something, so that
 // owners and descriptors can be refreshed first.
 func (t *Tracker) HasPendingFindings() bool {
@@ -126,14 +196,15 @@ func (t *Tracker) HasPendingFindings() bool {
 				continue
 			}
 			limit = t.cfg.CloseWaitThreshold
-		case events.FinWait1:
-			limit = t.cfg.FinWait1Threshold
-		case events.FinWait2:
-			limit = t.cfg.FinWait2Threshold
+		case events.FinWait1, events.FinWait2:
+			if t.dueStuck(s, now) {
+				return true
+			}
+			continue
 		default:
 			continue
 		}
-		if !s.Stuck && limit > 0 && now > s.Since && time.Duration(now-s.Since) >= limit {
+		if limit > 0 && now > s.Since && time.Duration(now-s.Since) >= limit {
 			return true
 		}
 	}

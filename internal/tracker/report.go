@@ -45,6 +45,11 @@ const (
 	// TIME_WAIT re-armed its timer silently; the time is read back from
 	// the timer's expiry, to one jiffy (1-10 ms).
 	SourceTimeWaitExpiry
+	// SourceInferred: no program ran for the change (the kernel made it
+	// without running one); the kernel's socket table, asked before a
+	// finding, shows the socket has left the state. The time is when it
+	// was found out, not when it happened.
+	SourceInferred
 )
 
 func (s Source) String() string {
@@ -55,6 +60,8 @@ func (s Source) String() string {
 		return "timewait_timer"
 	case SourceTimeWaitExpiry:
 		return "timewait_expiry"
+	case SourceInferred:
+		return "inferred"
 	}
 	return "unknown"
 }

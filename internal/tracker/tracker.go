@@ -46,7 +46,10 @@ type Socket struct {
 	TimeWait        bool // held by a timewait socket (the app closed it)
 	Leaked          bool // close_wait_leak was reported
 	Stuck           bool // stuck was reported
-	fdScan          uint32
+	// Unfollowed: a TIME_WAIT found only by asking the kernel; no timer
+	// record will end it, so the kernel is asked again once it is due.
+	Unfollowed bool
+	fdScan     uint32
 	// Links in the tracker's ageList while the row is in it.
 	agePrev, ageNext *Socket
 }
@@ -59,6 +62,9 @@ type Stats struct {
 	CommsOverflow       uint64 // events counted under comm="other"
 	Malformed           uint64
 	UnknownTimeWaitEnds uint64 // timewait ends for sockets not in the table
+	// Inferred: rows about to be reported stuck that the kernel said had
+	// left their state; their change is reported with source "inferred".
+	Inferred uint64
 }
 
 // Tracker is safe for one writer (the pipeline) and many readers (API).
@@ -91,6 +97,7 @@ type Tracker struct {
 	free      []*Socket // rows of closed sockets, reused: no garbage per connection
 	// Reports handed to emit live here: a local would escape to the heap.
 	report, resolved Report
+	inferred         events.Event // the record Settle makes up
 }
 
 // New makes an empty tracker. clock returns CLOCK_MONOTONIC ns.
@@ -261,7 +268,8 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	if s != nil {
 		r.FD = s.FD
 	}
-	if ev.SinceMono != 0 && ev.Mono >= ev.SinceMono {
+	// An inferred change happened some time before it was found out.
+	if ev.SinceMono != 0 && ev.Mono >= ev.SinceMono && src != SourceInferred {
 		r.Dur = time.Duration(ev.Mono - ev.SinceMono)
 		r.HasDur = true
 	}
@@ -321,6 +329,7 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	t.update(s, ev)
 	s.State, s.Since, s.SinceLowerBound = ev.New, ev.Mono, false
 	s.Leaked, s.Stuck = false, false
+	s.Unfollowed = src == SourceInferred && ev.New == events.TimeWait
 	if ev.New == events.TimeWait || ev.Flags&events.FlagTimeWait != 0 || ev.Kind == events.KindTimeWaitSwitch {
 		s.TimeWait = true
 		s.FD = -1 // a timewait socket has no descriptor
@@ -340,6 +349,9 @@ func (t *Tracker) index(s *Socket) {
 		if k, ok := t.pressureOf(s); ok {
 			t.timeWaits[k]++
 		}
+		if s.Unfollowed {
+			t.ageing.push(s)
+		}
 	case events.Listen:
 		t.listening(s, true)
 	}
@@ -351,6 +363,9 @@ func (t *Tracker) unindex(s *Socket) {
 	case events.CloseWait, events.FinWait1, events.FinWait2:
 		t.ageing.remove(s)
 	case events.TimeWait:
+		if s.Unfollowed {
+			t.ageing.remove(s)
+		}
 		if k, ok := t.pressureOf(s); !ok {
 		} else if t.timeWaits[k] <= 1 {
 			delete(t.timeWaits, k)

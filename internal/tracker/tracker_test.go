@@ -482,3 +482,90 @@ func TestIndexesFollowTheTable(t *testing.T) {
 		}
 	}
 }
+
+// A row about to be reported stuck is checked against the kernel first:
+// one the kernel still holds in its state is reported; one it holds in
+// another state, or not at all, gets an inferred change and no finding.
+func TestSettleBeforeStuck(t *testing.T) {
+	f := newFeed(t, Config{FinWait1Threshold: time.Second, FinWait2Threshold: time.Second})
+	f.state(1, 7, events.Established, events.FinWait1, 0) // really stuck
+	f.state(2, 7, events.Established, events.FinWait1, 0) // went on to TIME_WAIT unseen
+	f.state(3, 7, events.Established, events.FinWait1, 0) // gone unseen
+	f.clk.advance(2 * time.Second)
+	due := f.trk.DueStuck()
+	if len(due) != 3 {
+		t.Fatalf("due: %+v", due)
+	}
+	kernel := map[uint64]struct {
+		st    events.State
+		found bool
+	}{1: {events.FinWait1, true}, 2: {events.TimeWait, true}, 3: {0, false}}
+	for _, d := range due {
+		if d.Local != netip.AddrPortFrom(client, 40000) || d.Remote != netip.AddrPortFrom(server, 80) || d.State != events.FinWait1 {
+			t.Fatalf("due row: %+v", d)
+		}
+		k := kernel[d.Cookie]
+		f.trk.Settle(d, k.st, k.found, f.emit)
+	}
+	f.trk.Tick(f.emit)
+	var stuck, inferred []Report
+	for _, r := range f.reports {
+		switch {
+		case r.Kind == ReportStuck:
+			stuck = append(stuck, r)
+		case r.Source == SourceInferred:
+			inferred = append(inferred, r)
+		}
+	}
+	if len(stuck) != 1 || stuck[0].Ev.Cookie != 1 {
+		t.Errorf("stuck: %+v", stuck)
+	}
+	if len(inferred) != 2 {
+		t.Fatalf("inferred: %+v", inferred)
+	}
+	for _, r := range inferred {
+		want := map[uint64]events.State{2: events.TimeWait, 3: events.Close}[r.Ev.Cookie]
+		if r.Ev.Old != events.FinWait1 || r.Ev.New != want || r.HasDur || r.Ev.Pid != 7 {
+			t.Errorf("inferred change of %d: %s -> %s dur %v pid %d; want FIN_WAIT1 -> %s, no duration, the row's owner",
+				r.Ev.Cookie, r.Ev.Old, r.Ev.New, r.HasDur, r.Ev.Pid, want)
+		}
+	}
+	if st := f.trk.Stats(); st.Inferred != 2 || st.Sockets != 2 {
+		t.Errorf("stats: inferred %d, sockets %d; want 2 and 2 (the stuck one, the TIME_WAIT)", st.Inferred, st.Sockets)
+	}
+	// Settled once: nothing is due again, and a second answer changes nothing.
+	if d := f.trk.DueStuck(); len(d) != 0 {
+		t.Errorf("due after Tick: %+v", d)
+	}
+	for _, d := range due {
+		if d.Cookie == 3 {
+			f.trk.Settle(d, 0, false, f.emit)
+		}
+	}
+	if st := f.trk.Stats(); st.Inferred != 2 {
+		t.Errorf("a repeated answer counted again: %d", st.Inferred)
+	}
+
+	// No timer record will end the TIME_WAIT found that way: once it has
+	// had its 60 s the kernel is asked again, until it is gone.
+	f.clk.advance(61 * time.Second)
+	due = f.trk.DueStuck()
+	if len(due) != 1 || due[0].Cookie != 2 || due[0].State != events.TimeWait {
+		t.Fatalf("due after 61 s: %+v", due)
+	}
+	f.trk.Settle(due[0], events.TimeWait, true, f.emit)
+	if d := f.trk.DueStuck(); len(d) != 1 {
+		t.Fatalf("a TIME_WAIT the kernel still holds is not asked about again: %+v", d)
+	}
+	f.trk.Settle(due[0], 0, false, f.emit)
+	last := f.reports[len(f.reports)-1]
+	if last.Source != SourceInferred || last.Ev.Old != events.TimeWait || last.Ev.New != events.Close || last.Ev.Cookie != 2 {
+		t.Errorf("end of the unfollowed TIME_WAIT: %+v", last)
+	}
+	if st := f.trk.Stats(); st.Inferred != 3 || st.Sockets != 1 {
+		t.Errorf("after its end: inferred %d, sockets %d; want 3 and 1", st.Inferred, st.Sockets)
+	}
+	if d := f.trk.DueStuck(); len(d) != 0 {
+		t.Errorf("due at the end: %+v", d)
+	}
+}

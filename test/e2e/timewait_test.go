@@ -210,10 +210,14 @@ func TestTimeWaitExpires(t *testing.T) {
 }
 
 // Clients whose peer never closes: orphaned FIN_WAIT2 in timewait sockets,
-// shown as FIN_WAIT2 (not TIME_WAIT), reported stuck past the threshold.
-func TestOrphanedFinWait2(t *testing.T) {
+// shown as FIN_WAIT2 (not TIME_WAIT), reported stuck past the threshold
+// once the kernel's socket table confirms it, in the daemon's own network
+// namespace and in another.
+func TestOrphanedFinWait2(t *testing.T) { onHosts(t, orphanedFinWait2) }
+
+func orphanedFinWait2(t *testing.T, h *Host) {
 	d := StartDaemon(t, "--fin-wait2-threshold", "1s")
-	_, client, port := leakyServer(t, ownHost(t))
+	_, client, port := leakyServer(t, h)
 	eventually(t, "clients in FIN_WAIT2, held by timewait sockets", 10*time.Second, func() error {
 		socks := d.Sockets("FIN_WAIT2", port)
 		if len(socks) != leakN {
@@ -244,6 +248,12 @@ func TestOrphanedFinWait2(t *testing.T) {
 		if e.Pid == client.Pid && (e.New == "TIME_WAIT" || e.New == "CLOSE") {
 			t.Errorf("client socket went %s>%s though the server never sent FIN", e.Old, e.New)
 		}
+		if e.Source == "inferred" {
+			t.Errorf("inferred change of a socket the kernel holds in FIN_WAIT2: %s", e)
+		}
+	}
+	if strings.Contains(d.stderr.String(), "sock_diag") {
+		t.Errorf("the kernel's socket table could not be asked:\n%s", d.stderr.String())
 	}
 }
 

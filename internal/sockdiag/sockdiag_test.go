@@ -1,0 +1,84 @@
+package sockdiag
+
+import (
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func cookieOf(t *testing.T, c syscall.Conn) uint64 {
+	t.Helper()
+	raw, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ck uint64
+	var gerr error
+	raw.Control(func(fd uintptr) { ck, gerr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, unix.SO_COOKIE) })
+	if gerr != nil {
+		t.Fatal(gerr)
+	}
+	return ck
+}
+
+// A live connection is found in ESTABLISHED, by its cookie; another
+// cookie on the same ends is not it; a closed client is in TIME_WAIT, with
+// the same cookie, and an end nobody holds is not found.
+func TestState(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cl, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := Socket{
+		Local:  cl.LocalAddr().(*net.TCPAddr).AddrPort(),
+		Remote: cl.RemoteAddr().(*net.TCPAddr).AddrPort(),
+		Cookie: cookieOf(t, cl.(*net.TCPConn)),
+	}
+	check := func(what string, s Socket, wantFound bool, want uint8) {
+		t.Helper()
+		st, found, err := c.State(s)
+		if err != nil || found != wantFound || found && st != want {
+			t.Errorf("%s: state %d found %v err %v; want %d found %v", what, st, found, err, want, wantFound)
+		}
+	}
+	check("established", s, true, 1)
+	other := s
+	other.Cookie++
+	check("another cookie", other, false, 0)
+
+	cl.Close() // client first: the client's end goes to TIME_WAIT
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		srv.Read(make([]byte, 1))
+		st, found, err := c.State(s)
+		if err == nil && found && st == 6 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no TIME_WAIT for the closed client: state %d found %v err %v", st, found, err)
+		}
+		srv.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	nobody := Socket{Local: netip.MustParseAddrPort("127.0.0.1:1"), Remote: netip.MustParseAddrPort("127.0.0.1:2")}
+	check("nobody's ends", nobody, false, 0)
+}
