@@ -3,11 +3,14 @@ package sockdiag
 import (
 	"net"
 	"net/netip"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tcpstated/tcpstated/internal/testkit"
 )
 
 func cookieOf(t *testing.T, c syscall.Conn) uint64 {
@@ -25,10 +28,36 @@ func cookieOf(t *testing.T, c syscall.Conn) uint64 {
 	return ck
 }
 
+// ownNetns moves the test's thread into a new network namespace with its
+// loopback up: the TIME_WAIT table is per namespace, and the host's may be
+// full after a churn (the kernel then skips TIME_WAIT altogether).
+func ownNetns(t *testing.T) {
+	t.Helper()
+	testkit.NeedRoot(t)
+	runtime.LockOSThread() // never unlocked: the thread ends with the test
+	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ifr.SetUint16(unix.IFF_UP | unix.IFF_LOOPBACK | unix.IFF_RUNNING)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A live connection is found in ESTABLISHED, by its cookie; another
 // cookie on the same ends is not it; a closed client is in TIME_WAIT, with
 // the same cookie, and an end nobody holds is not found.
 func TestState(t *testing.T) {
+	ownNetns(t)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
