@@ -27,7 +27,7 @@ func testSnapshot() *Snapshot {
 		Kernel: &Kernel{Submitted: 1001, Lost: 3, LostPerCPU: []uint64{1, 0, 2, 0},
 			HeldFull: 4, TimeWaitFull: 5, WatchFull: 6, Filtered: 7},
 		Table: Table{Entries: 12, Capacity: 262144, Full: 8, ProcessesEvicted: 9,
-			CommOverflow: 10, CommLimit: 256, UnknownTimeWaitEnds: 11, Inferred: 12, SettleErrors: 13},
+			CommOverflow: 10, CommLimit: 256, UnknownTimeWaitEnds: 11, Inferred: 12, SettleErrors: 13, Duplicates: 14},
 		Transitions: []Transition{
 			{"SYN_SENT", "ESTABLISHED", 7}, {"ESTABLISHED", "FIN_WAIT1", 5}, {"LISTEN", "CLOSE", 0},
 		},
@@ -172,6 +172,7 @@ func TestFamilies(t *testing.T) {
 		"tcpstated_timewait_ends_untracked_total":       "counter",
 		"tcpstated_transitions_inferred_total":          "counter",
 		"tcpstated_sock_diag_errors_total":              "counter",
+		"tcpstated_duplicates_dropped_total":            "counter",
 		"tcpstated_sink_reconnects_total":               "counter",
 		"tcpstated_sink_truncated_total":                "counter",
 	}

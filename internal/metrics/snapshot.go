@@ -93,6 +93,7 @@ type Table struct {
 	CommLimit           int    // --max-comms
 	UnknownTimeWaitEnds uint64 // TIME_WAIT ends of sockets not in the table
 	Inferred            uint64 // changes no program saw, found in the kernel's socket table
+	Duplicates          uint64 // changes reported twice by the kernel side, dropped
 	SettleErrors        uint64 // failed questions to that table
 }
 

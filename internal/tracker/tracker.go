@@ -31,6 +31,10 @@ type Config struct {
 type Socket struct {
 	Cookie uint64
 	State  events.State
+	// seen: the row's last changes (old<<4 | new), to drop a change the
+	// kernel side reported twice (docs/performance.md); a socket makes
+	// each change at most once between its first state and CLOSE.
+	seen [4]uint8
 	// Since is when State began (CLOCK_MONOTONIC ns). With SinceLowerBound
 	// it is only when tracing first saw the socket in that state.
 	Since           uint64
@@ -62,6 +66,9 @@ type Stats struct {
 	CommsOverflow       uint64 // events counted under comm="other"
 	Malformed           uint64
 	UnknownTimeWaitEnds uint64 // timewait ends for sockets not in the table
+	// Duplicates: changes reported a second time by the kernel side,
+	// dropped.
+	Duplicates uint64
 	// Inferred: rows about to be reported stuck that the kernel said had
 	// left their state; their change is reported with source "inferred".
 	Inferred uint64
@@ -257,6 +264,10 @@ func (t *Tracker) listening(s *Socket, on bool) {
 
 func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	s := t.sockets[ev.Cookie]
+	if s != nil && ev.Kind == events.KindState && s.saw(ev.Old, ev.New) {
+		t.stats.Duplicates++
+		return
+	}
 	if ev.Old == events.Listen && ev.New == events.SynRecv && ev.Pid == 0 {
 		t.inherit(ev)
 	}
@@ -329,6 +340,7 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	t.update(s, ev)
 	s.State, s.Since, s.SinceLowerBound = ev.New, ev.Mono, false
 	s.Leaked, s.Stuck = false, false
+	s.seen[0], s.seen[1], s.seen[2], s.seen[3] = change(ev.Old, ev.New), s.seen[0], s.seen[1], s.seen[2]
 	s.Unfollowed = src == SourceInferred && ev.New == events.TimeWait
 	if ev.New == events.TimeWait || ev.Flags&events.FlagTimeWait != 0 || ev.Kind == events.KindTimeWaitSwitch {
 		s.TimeWait = true
@@ -511,4 +523,13 @@ func (t *Tracker) release(s *Socket) {
 	if len(t.free) < 4096 {
 		t.free = append(t.free, s)
 	}
+}
+
+// change packs a state change into a byte; states fit in four bits.
+func change(old, nw events.State) uint8 { return uint8(old)<<4 | uint8(nw)&0xf }
+
+// saw says whether the row made this change among its last ones.
+func (s *Socket) saw(old, nw events.State) bool {
+	c := change(old, nw)
+	return c != 0 && (s.seen[0] == c || s.seen[1] == c || s.seen[2] == c || s.seen[3] == c)
 }

@@ -569,3 +569,28 @@ func TestSettleBeforeStuck(t *testing.T) {
 		t.Errorf("due at the end: %+v", d)
 	}
 }
+
+// A change the kernel side reports a second time (the nested stand-in,
+// after an interrupt, a few in ten million) is dropped and counted, even
+// when the socket has moved on since.
+func TestDuplicateDropped(t *testing.T) {
+	f := newFeed(t, Config{})
+	f.state(1, 5, events.Close, events.SynSent, 0)
+	f.state(1, 5, events.SynSent, events.Established, 0)
+	if r := f.state(1, 5, events.SynSent, events.Established, 0); r != nil {
+		t.Errorf("the repeat right after was reported: %+v", r)
+	}
+	f.state(1, 5, events.Established, events.FinWait1, 0)
+	if r := f.state(1, 5, events.SynSent, events.Established, 0); r != nil {
+		t.Errorf("the repeat after the next change was reported: %+v", r)
+	}
+	if r := f.state(1, 5, events.FinWait1, events.FinWait2, 0); r == nil || r.Ev.New != events.FinWait2 {
+		t.Errorf("the next real change was not reported: %+v", r)
+	}
+	if st := f.trk.Stats(); st.Duplicates != 2 {
+		t.Errorf("duplicates %d, want 2", st.Duplicates)
+	}
+	if n := len(f.reports); n != 4 {
+		t.Errorf("%d reports, want 4", n)
+	}
+}
