@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tcpstated/tcpstated/internal/tlsfiles"
 )
 
 // clientFlags say how sockets, top and health reach a daemon.
@@ -98,29 +100,10 @@ func (c *clientFlags) client() (*apiClient, error) {
 	return a, nil
 }
 
+// tlsConfig reads --ca-file, --cert-file and --key-file; the errors name
+// the file and what is wrong with it.
 func (c *clientFlags) tlsConfig() (*tls.Config, error) {
-	conf := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.serverName}
-	if c.caFile != "" {
-		pem, err := os.ReadFile(c.caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		conf.RootCAs = x509.NewCertPool()
-		if !conf.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", c.caFile)
-		}
-	}
-	if (c.certFile == "") != (c.keyFile == "") {
-		return nil, fmt.Errorf("--cert-file and --key-file go together")
-	}
-	if c.certFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
-		}
-		conf.Certificates = []tls.Certificate{cert}
-	}
-	return conf, nil
+	return tlsfiles.Files{CA: c.caFile, Cert: c.certFile, Key: c.keyFile}.Client(c.serverName)
 }
 
 // password is the first line of --password-file, or $TCPSTATED_PASSWORD:

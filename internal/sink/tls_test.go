@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tcpstated/tcpstated/internal/testkit"
+	"github.com/tcpstated/tcpstated/internal/tlsfiles"
 )
 
 // eventMarker is in every testEvent: it must never show on the wire.
@@ -272,7 +273,7 @@ func TestOpenRefusesBadTLSFiles(t *testing.T) {
 	badCert := file("bad-cert.pem", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
 	encrypted := file("encrypted.pem", "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"+
 		"DEK-Info: AES-128-CBC,00000000000000000000000000000000\n\nAAAA\n-----END RSA PRIVATE KEY-----\n")
-	big := file("big.pem", strings.Repeat("x", maxPEMFile+1))
+	big := file("big.pem", strings.Repeat("x", tlsfiles.MaxFile+1))
 	missing := filepath.Join(dir, "missing.pem")
 
 	cases := []struct {
