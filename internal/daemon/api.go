@@ -192,8 +192,6 @@ func (d *Daemon) handleSockets(w http.ResponseWriter, r *http.Request) {
 		if err := d.scanFiles(false); err != nil {
 			d.log.Warn().Err(err).Msg("file table walk failed")
 		}
-	}
-	if c.all {
 		writeJSON(w, http.StatusOK, map[string]any{"sockets": d.trk.Sockets(q, d.clock.Wall)})
 		return
 	}

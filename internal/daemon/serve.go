@@ -155,13 +155,13 @@ func (d *Daemon) serveNetwork(addr string) error {
 		return fmt.Errorf("--listen %s: %w", addr, err)
 	}
 	d.addr = ln.Addr().String()
-	// A name such as localhost resolves when bound: the policy's loopback
-	// must be what was bound.
-	if ta, ok := ln.Addr().(*net.TCPAddr); ok && !(d.web.TLS && d.web.Auth) && !d.opt.AllowUnauthenticated && !ta.IP.IsLoopback() {
-		ln.Close()
-		return fmt.Errorf("--listen %s bound %s, which is not loopback, without TLS and authentication", addr, d.addr)
-	}
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		// A name such as localhost resolves when bound: the policy's
+		// loopback must be what was bound.
+		if !(d.web.TLS && d.web.Auth) && !d.opt.AllowUnauthenticated && !ta.IP.IsLoopback() {
+			ln.Close()
+			return fmt.Errorf("--listen %s bound %s, which is not loopback, without TLS and authentication", addr, d.addr)
+		}
 		d.apiAddr = ta.AddrPort()
 		if self, err := netns.Self(); err == nil {
 			d.apiNetns = uint32(self.Inode)
@@ -188,14 +188,12 @@ func (d *Daemon) serveNetwork(addr string) error {
 	if d.opt.ListenAPI {
 		paths = "/metrics, /healthz and /api/v1"
 	}
-	ev := d.log.Info().Str("listen", d.addr).Bool("tls", d.web.TLS).Bool("auth", d.web.Auth)
-	if !d.web.TLS || !d.web.Auth {
-		if loop, _ := isLoopback(addr); !loop || d.opt.ListenAPI {
-			ev = d.log.Warn().Str("listen", d.addr).Bool("tls", d.web.TLS).Bool("auth", d.web.Auth)
-			paths += ", to anyone who can connect (--allow-unauthenticated-listen)"
-		}
+	ev := d.log.Info()
+	if d.web.Open {
+		ev = d.log.Warn()
+		paths += ", to anyone who can connect (--allow-unauthenticated-listen)"
 	}
-	ev.Msg("serving " + paths)
+	ev.Str("listen", d.addr).Bool("tls", d.web.TLS).Bool("auth", d.web.Auth).Msg("serving " + paths)
 	return nil
 }
 

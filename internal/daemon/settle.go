@@ -14,7 +14,7 @@ import (
 // it (tracker.Settle). A row the kernel cannot be asked about is reported
 // as before.
 func (d *Daemon) settleDue() {
-	due := d.trk.DueStuck()
+	due := d.trk.DueChecks()
 	if len(due) == 0 {
 		return
 	}
@@ -44,12 +44,13 @@ func (d *Daemon) settleDue() {
 			}
 			ns = n
 		}
+		// What the kernel said of each row; asked false where no answer
+		// came (the row is then reported as it is).
 		type answer struct {
-			state uint8
-			found bool
+			state        uint8
+			found, asked bool
 		}
 		answers := make([]answer, len(rows))
-		ok := make([]bool, len(rows))
 		err := netns.Do(ns, func() error {
 			c, err := sockdiag.Open()
 			if err != nil {
@@ -61,16 +62,16 @@ func (d *Daemon) settleDue() {
 				if err != nil {
 					return err
 				}
-				answers[i], ok[i] = answer{st, found}, true
+				answers[i] = answer{st, found, true}
 			}
 			return nil
 		})
 		if err != nil {
 			d.settleFailed(err)
 		}
-		for i, r := range rows {
-			if ok[i] {
-				d.trk.Settle(r, events.State(answers[i].state), answers[i].found, d.write)
+		for i, a := range answers {
+			if a.asked {
+				d.trk.Settle(rows[i], events.State(a.state), a.found, d.write)
 			}
 		}
 	}

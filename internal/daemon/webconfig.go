@@ -13,6 +13,9 @@ import (
 type webSecurity struct {
 	TLS  bool // a server certificate
 	Auth bool // basic auth users, or client certificates that are verified
+	// Open: the listener serves beyond loopback, or the socket table, to
+	// anyone who connects (--allow-unauthenticated-listen said so).
+	Open bool
 }
 
 // readWebConfig validates path with the exporter toolkit, then reads what
@@ -51,11 +54,14 @@ func listenPolicy(opt Options) (webSecurity, error) {
 			return sec, err
 		}
 	}
-	if sec.TLS && sec.Auth || opt.AllowUnauthenticated {
+	if sec.TLS && sec.Auth {
 		return sec, nil
 	}
 	loopback, err := isLoopback(opt.Listen)
-	if err != nil {
+	switch {
+	case err != nil && opt.AllowUnauthenticated:
+		return sec, nil // binding it says what is wrong
+	case err != nil:
 		return sec, fmt.Errorf("--listen %s: %w", opt.Listen, err)
 	}
 	var why string
@@ -65,6 +71,10 @@ func listenPolicy(opt Options) (webSecurity, error) {
 	case opt.ListenAPI:
 		why = fmt.Sprintf("--listen-api puts the socket table on %s, which every local user can reach", opt.Listen)
 	default:
+		return sec, nil
+	}
+	if opt.AllowUnauthenticated {
+		sec.Open = true
 		return sec, nil
 	}
 	missing := "TLS and authentication"

@@ -44,7 +44,7 @@ func (t *Tracker) Tick(emit func(*Report)) {
 		}
 		switch s.State {
 		case events.CloseWait:
-			if !s.Leaked && t.cfg.CloseWaitThreshold > 0 && age >= t.cfg.CloseWaitThreshold {
+			if t.dueLeak(s, now) {
 				s.Leaked = true
 				if p := t.proc(s.Pid, s.Comm); p != nil && s.Pid != 0 {
 					p.Leaking++
@@ -111,6 +111,13 @@ func (t *Tracker) emitAbout(s *Socket, ev *events.Event, kind ReportKind, age ti
 // timeWaitLen is TCP_TIMEWAIT_LEN, the kernel's TIME_WAIT.
 const timeWaitLen = 60 * time.Second
 
+// dueLeak says whether s has stayed in CLOSE_WAIT past the threshold and
+// was not reported yet.
+func (t *Tracker) dueLeak(s *Socket, now uint64) bool {
+	limit := t.cfg.CloseWaitThreshold
+	return s.State == events.CloseWait && !s.Leaked && limit > 0 && now > s.Since && time.Duration(now-s.Since) >= limit
+}
+
 // dueStuck says whether s has stayed past its FIN_WAIT threshold and was
 // not reported yet.
 func (t *Tracker) dueStuck(s *Socket, now uint64) bool {
@@ -144,9 +151,9 @@ type Due struct {
 	Local, Remote netip.AddrPort
 }
 
-// DueStuck lists the rows Tick would report stuck now, and the unfollowed
-// TIME_WAITs past TCP_TIMEWAIT_LEN.
-func (t *Tracker) DueStuck() []Due {
+// DueChecks lists the rows to ask the kernel about: those Tick would report
+// stuck now, and the unfollowed TIME_WAITs past TCP_TIMEWAIT_LEN.
+func (t *Tracker) DueChecks() []Due {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	now := t.clock()
@@ -189,22 +196,7 @@ func (t *Tracker) HasPendingFindings() bool {
 	defer t.mu.RUnlock()
 	now := t.clock()
 	for s := range t.ageing.all() {
-		var limit time.Duration
-		switch s.State {
-		case events.CloseWait:
-			if s.Leaked {
-				continue
-			}
-			limit = t.cfg.CloseWaitThreshold
-		case events.FinWait1, events.FinWait2:
-			if t.dueStuck(s, now) {
-				return true
-			}
-			continue
-		default:
-			continue
-		}
-		if limit > 0 && now > s.Since && time.Duration(now-s.Since) >= limit {
+		if t.dueLeak(s, now) || t.dueStuck(s, now) {
 			return true
 		}
 	}

@@ -492,7 +492,7 @@ func TestSettleBeforeStuck(t *testing.T) {
 	f.state(2, 7, events.Established, events.FinWait1, 0) // went on to TIME_WAIT unseen
 	f.state(3, 7, events.Established, events.FinWait1, 0) // gone unseen
 	f.clk.advance(2 * time.Second)
-	due := f.trk.DueStuck()
+	due := f.trk.DueChecks()
 	if len(due) != 3 {
 		t.Fatalf("due: %+v", due)
 	}
@@ -534,7 +534,7 @@ func TestSettleBeforeStuck(t *testing.T) {
 		t.Errorf("stats: inferred %d, sockets %d; want 2 and 2 (the stuck one, the TIME_WAIT)", st.Inferred, st.Sockets)
 	}
 	// Settled once: nothing is due again, and a second answer changes nothing.
-	if d := f.trk.DueStuck(); len(d) != 0 {
+	if d := f.trk.DueChecks(); len(d) != 0 {
 		t.Errorf("due after Tick: %+v", d)
 	}
 	for _, d := range due {
@@ -549,12 +549,12 @@ func TestSettleBeforeStuck(t *testing.T) {
 	// No timer record will end the TIME_WAIT found that way: once it has
 	// had its 60 s the kernel is asked again, until it is gone.
 	f.clk.advance(61 * time.Second)
-	due = f.trk.DueStuck()
+	due = f.trk.DueChecks()
 	if len(due) != 1 || due[0].Cookie != 2 || due[0].State != events.TimeWait {
 		t.Fatalf("due after 61 s: %+v", due)
 	}
 	f.trk.Settle(due[0], events.TimeWait, true, f.emit)
-	if d := f.trk.DueStuck(); len(d) != 1 {
+	if d := f.trk.DueChecks(); len(d) != 1 {
 		t.Fatalf("a TIME_WAIT the kernel still holds is not asked about again: %+v", d)
 	}
 	f.trk.Settle(due[0], 0, false, f.emit)
@@ -565,7 +565,7 @@ func TestSettleBeforeStuck(t *testing.T) {
 	if st := f.trk.Stats(); st.Inferred != 3 || st.Sockets != 1 {
 		t.Errorf("after its end: inferred %d, sockets %d; want 3 and 1", st.Inferred, st.Sockets)
 	}
-	if d := f.trk.DueStuck(); len(d) != 0 {
+	if d := f.trk.DueChecks(); len(d) != 0 {
 		t.Errorf("due at the end: %+v", d)
 	}
 }
