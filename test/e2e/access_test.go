@@ -276,15 +276,24 @@ func TestUnprivilegedUserSeesOwnSockets(t *testing.T) {
 		}
 		return out.String(), errb.String(), code
 	}
-	pidsIn := func(out string) map[string]bool {
-		m := map[string]bool{}
-		for _, line := range strings.Split(out, "\n")[1:] {
-			if f := strings.Fields(line); len(f) >= 5 {
-				m[f[4]] = true
+	// rowsOf counts a table's rows by the PID column, after the header
+	// that starts with head: a pid's digits may also be in a port.
+	rowsOf := func(out, head string, col int) map[string]int {
+		m := map[string]int{}
+		in := false
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			switch {
+			case len(f) > 0 && f[0] == head:
+				in = true
+			case in && len(f) > col:
+				m[f[col]]++
 			}
 		}
 		return m
 	}
+	socketPids := func(out string) map[string]int { return rowsOf(out, "STATE", 4) }
+	userPid, rootPid := fmt.Sprint(user.Pid), fmt.Sprint(rootPeer.Pid)
 
 	// The user's two sockets (listener and client side), and nothing of root's.
 	eventually(t, "the user's own sockets", 10*time.Second, func() error {
@@ -292,10 +301,11 @@ func TestUnprivilegedUserSeesOwnSockets(t *testing.T) {
 		if code != 0 {
 			return fmt.Errorf("exit %d: %s", code, errOut)
 		}
-		if got := strings.Count(out, fmt.Sprint(user.Pid)); got != 2 {
+		pids := socketPids(out)
+		if got := pids[userPid]; got != 2 {
 			return fmt.Errorf("%d rows of the user's process %d, want 2:\n%s", got, user.Pid, out)
 		}
-		if pids := pidsIn(out); len(pids) != 1 {
+		if len(pids) != 1 {
 			return fmt.Errorf("rows of other processes than %d (%v):\n%s", user.Pid, pids, out)
 		}
 		if !strings.Contains(out, fmt.Sprintf("127.0.0.1:%d", userPort)) || !strings.Contains(errOut, "only your own processes") {
@@ -303,10 +313,10 @@ func TestUnprivilegedUserSeesOwnSockets(t *testing.T) {
 		}
 		return nil
 	})
-	if out, _, _ := asUser(nil, "sockets", "--addr", d.Socket, "--pid", fmt.Sprint(rootPeer.Pid)); strings.Contains(out, fmt.Sprint(rootPort)) {
+	if out, _, _ := asUser(nil, "sockets", "--addr", d.Socket, "--pid", rootPid); len(socketPids(out)) != 0 {
 		t.Errorf("asking for root's pid shows root's sockets:\n%s", out)
 	}
-	if out, errOut, code := asUser(nil, "top", "--addr", d.Socket, "-n", "1"); code != 0 || !strings.Contains(out, "your processes only") || strings.Contains(out, fmt.Sprint(rootPeer.Pid)) {
+	if out, errOut, code := asUser(nil, "top", "--addr", d.Socket, "-n", "1"); code != 0 || !strings.Contains(out, "your processes only") || rowsOf(out, "PID", 0)[rootPid] != 0 {
 		t.Errorf("top as another user: exit %d\n%s%s", code, out, errOut)
 	}
 	// The metrics name every process: not for this user. Health is, without
@@ -324,14 +334,14 @@ func TestUnprivilegedUserSeesOwnSockets(t *testing.T) {
 	// A member of the API group, and root, see root's sockets too.
 	for who, groups := range map[string][]uint32{"group member": {group}} {
 		out, errOut, code := asUser(groups, "sockets", "--addr", d.Socket, "--port", fmt.Sprint(rootPort))
-		if code != 0 || !strings.Contains(out, fmt.Sprint(rootPeer.Pid)) {
+		if code != 0 || socketPids(out)[rootPid] == 0 {
 			t.Errorf("%s: exit %d, root's listener %d missing:\n%s%s", who, code, rootPort, out, errOut)
 		}
 		if code, body := getAs(t, d.Socket, "/metrics", 65534, groups); code != http.StatusOK {
 			t.Errorf("%s: /metrics %d: %s", who, code, body)
 		}
 	}
-	if out, errOut, code := run(t, "sockets", "--addr", d.Socket, "--port", fmt.Sprint(rootPort)); code != 0 || !strings.Contains(out, fmt.Sprint(rootPeer.Pid)) || !strings.Contains(out, fmt.Sprint(user.Pid)) {
+	if out, errOut, code := run(t, "sockets", "--addr", d.Socket, "--port", fmt.Sprint(rootPort)); code != 0 || socketPids(out)[rootPid] == 0 || socketPids(out)[userPid] == 0 {
 		t.Errorf("root: exit %d, want both ends of the connection:\n%s%s", code, out, errOut)
 	}
 }
