@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"errors"
+
 	"github.com/tcpstated/tcpstated/internal/events"
 	"github.com/tcpstated/tcpstated/internal/netns"
 	"github.com/tcpstated/tcpstated/internal/sockdiag"
+	"github.com/tcpstated/tcpstated/internal/tracker"
 )
 
 // settleDue asks the kernel's socket table about every row about to be
@@ -11,10 +14,10 @@ import (
 // TIME_WAIT past its 60 s). The kernel sometimes runs no program for a
 // change (docs/performance.md), and a row that missed leaving the state
 // would be a false finding: the kernel's answer settles it
-// (tracker.Settle). A row the kernel cannot be asked about is reported as
-// before. Only rows of the daemon's own network namespace are asked about
-// for now: in a test-made namespace the 6.1 guest once answered "gone" for
-// timewait sockets it held, a cause not found yet.
+// (tracker.Settle). sock_diag sees only the namespace it is opened in, so
+// rows are asked about namespace by namespace; a row whose namespace is
+// gone or hidden, or that the kernel does not answer for, is reported as
+// it is.
 func (d *Daemon) settleDue() {
 	due := d.trk.DueChecks()
 	if len(due) == 0 {
@@ -25,22 +28,62 @@ func (d *Daemon) settleDue() {
 		d.settleFailed(err)
 		return
 	}
-	c, err := sockdiag.Open() // the daemon's threads are all in its own namespace
-	if err != nil {
-		d.settleFailed(err)
-		return
-	}
-	defer c.Close()
+	byNetns := map[uint64][]tracker.Due{}
 	for _, r := range due {
-		if r.Netns != 0 && uint64(r.Netns) != self.Inode {
-			continue
+		ino := uint64(r.Netns)
+		if ino == 0 {
+			ino = self.Inode
 		}
-		st, found, err := c.State(sockdiag.Socket{Local: r.Local, Remote: r.Remote, Cookie: r.Cookie})
+		byNetns[ino] = append(byNetns[ino], r)
+	}
+	var known map[uint64]netns.NS
+	for ino, rows := range byNetns {
+		ns := self
+		if ino != self.Inode {
+			if known == nil {
+				known = map[uint64]netns.NS{}
+				found, _ := netns.List(maxNamespaces)
+				for _, n := range found.NS {
+					known[n.Inode] = n
+				}
+			}
+			var ok bool
+			if ns, ok = known[ino]; !ok {
+				continue
+			}
+		}
+		d.settleIn(ns, rows)
+	}
+}
+
+// settleIn asks ns's socket table about rows, then settles each row that
+// got an answer.
+func (d *Daemon) settleIn(ns netns.NS, rows []tracker.Due) {
+	type answer struct {
+		state uint8
+		found bool
+	}
+	answers := make([]answer, 0, len(rows))
+	err := netns.Do(ns, func() error {
+		c, err := sockdiag.Open()
 		if err != nil {
-			d.settleFailed(err)
-			return
+			return err
 		}
-		d.trk.Settle(r, events.State(st), found, d.write)
+		defer c.Close()
+		for _, r := range rows {
+			st, found, err := c.State(sockdiag.Socket{Local: r.Local, Remote: r.Remote, Cookie: r.Cookie})
+			if err != nil {
+				return err
+			}
+			answers = append(answers, answer{st, found})
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, netns.ErrGone) {
+		d.settleFailed(err)
+	}
+	for i, a := range answers {
+		d.trk.Settle(rows[i], events.State(a.state), a.found, d.write)
 	}
 }
 

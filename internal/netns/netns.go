@@ -171,13 +171,29 @@ func Do(ns NS, fn func() error) error {
 	if st.Ino != ns.Inode || fs.Type != unix.NSFS_MAGIC {
 		return fmt.Errorf("%s: %w", ns.Path, ErrGone)
 	}
+	return onOtherThread(f, ns.Path, fn)
+}
+
+// onOtherThread runs fn on a thread of its own that enters the namespace
+// of f and ends with fn. Never on the main thread: the runtime does not end
+// that one, it parks it for good, and /proc/self/ns/net (which Self reads)
+// is the main thread's, so the daemon would take the other namespace for
+// its own.
+func onOtherThread(f *os.File, path string, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// While this goroutine holds the main thread, the next
+			// one is given another.
+			errc <- onOtherThread(f, path, fn)
+			runtime.UnlockOSThread()
+			return
+		}
 		// Locked and never unlocked: the thread ends with the goroutine
 		// instead of going back to the scheduler in another namespace.
-		runtime.LockOSThread()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering network namespace %s: %w", ns.Path, err)
+			errc <- fmt.Errorf("entering network namespace %s: %w", path, err)
 			return
 		}
 		errc <- fn()

@@ -210,9 +210,9 @@ func TestTimeWaitExpires(t *testing.T) {
 }
 
 // Clients whose peer never closes: orphaned FIN_WAIT2 in timewait sockets,
-// shown as FIN_WAIT2 (not TIME_WAIT), reported stuck past the threshold,
-// in the daemon's own network namespace (where the kernel's socket table
-// confirms it first) and in another.
+// shown as FIN_WAIT2 (not TIME_WAIT), reported stuck past the threshold
+// once the kernel's socket table confirms it, in the daemon's own network
+// namespace and in another.
 func TestOrphanedFinWait2(t *testing.T) { onHosts(t, orphanedFinWait2) }
 
 func orphanedFinWait2(t *testing.T, h *Host) {
