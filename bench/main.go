@@ -57,6 +57,7 @@ func main() {
 		variants     variantFlag
 	)
 	flag.Var(&variants, "variant", "another tcpstated run in every pair, NAME=FLAGS, e.g. 'no timewait=--disable-feature=timewait'; repeatable")
+	flag.Var(binaryVariants{&variants}, "variant-bin", "another tcpstated binary run in every pair, NAME=PATH, e.g. 'before=/tmp/old/bin/tcpstated' (side-by-side A/B of a change); repeatable")
 	flag.Parse()
 	if err := run(config{*pairs, *duration, *warmup, *daemon, *churnBin, *out, *skipBpftrace, *skipDaemon,
 		*skipHold, *holdCount, *holdSettle, *clients, *servers, *port, *keep, variants}); err != nil {
@@ -88,6 +89,28 @@ func (v *variantFlag) Set(s string) error {
 		return fmt.Errorf("want NAME=FLAGS, not %q", s)
 	}
 	*v = append(*v, daemonTracer{label: "tcpstated (" + strings.TrimSpace(name) + ")", args: strings.Fields(flags)})
+	return nil
+}
+
+// binaryVariants adds variants that run another binary with the default
+// flags.
+type binaryVariants struct{ v *variantFlag }
+
+func (b binaryVariants) String() string { return "" }
+
+func (b binaryVariants) Set(s string) error {
+	name, path, ok := strings.Cut(s, "=")
+	if !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(name, "|\n") || path == "" {
+		return fmt.Errorf("want NAME=PATH, not %q", s)
+	}
+	abs, err := filepath.Abs(path)
+	if err == nil {
+		_, err = os.Stat(abs)
+	}
+	if err != nil {
+		return fmt.Errorf("variant binary: %w", err)
+	}
+	*b.v = append(*b.v, daemonTracer{label: "tcpstated (" + strings.TrimSpace(name) + ")", bin: abs})
 	return nil
 }
 
@@ -137,7 +160,9 @@ func run(cfg config) error {
 		tracers = append(tracers, &daemonTracer{bin: daemonBin})
 		for i := range cfg.variants {
 			v := cfg.variants[i]
-			v.bin = daemonBin
+			if v.bin == "" {
+				v.bin = daemonBin
+			}
 			tracers = append(tracers, &v)
 		}
 	}

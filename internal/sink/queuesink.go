@@ -42,7 +42,6 @@ func newQueueSink(name string, o Options) *queueSink {
 	return &queueSink{
 		name:      name,
 		opts:      o,
-		q:         newRing(o.QueueLen),
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
