@@ -193,6 +193,12 @@ func (d *Daemon) apply(ev *events.Event) {
 	d.trk.Apply(ev, d.write)
 }
 
+// applyLocked is apply inside the tracker's Locked.
+func (d *Daemon) applyLocked(ev *events.Event) {
+	d.records.Add(1)
+	d.trk.ApplyLocked(ev, d.write)
+}
+
 func (d *Daemon) badRecord(err error) {
 	if d.badRecs.Add(1) == 1 {
 		d.log.Error().Err(err).Msg("undecodable ring-buffer record (counted, further ones not logged)")
@@ -261,7 +267,7 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 	nextTW, nextTick, nextScan, nextSync := now, now.Add(time.Second), now.Add(scanEvery), now.Add(10*time.Second)
 	var runErr error
 	for {
-		err := d.tracer.Poll(poll, &ev, d.apply, d.badRecord)
+		err := d.tracer.PollBatched(poll, &ev, d.applyLocked, d.badRecord, d.trk.Locked)
 		if errors.Is(err, io.EOF) {
 			break
 		}

@@ -90,13 +90,17 @@ func newRing(m *ebpf.Map) (*ring, error) {
 // errRingBusy: the next record is reserved but not yet committed.
 var errRingBusy = errors.New("ring record not committed yet")
 
-// drain hands every committed record to fn, in order. fn's slice points
-// into the ring and is only valid during the call.
-func (r *ring) drain(fn func([]byte)) error {
+// drain hands committed records to fn, in order, at most max of them
+// (more: some are left). fn's slice points into the ring and is only valid
+// during the call.
+func (r *ring) drain(max int, fn func([]byte)) (more bool, err error) {
 	cons := atomic.LoadUint64(r.consPos)
 	released := cons
-	var err error
-	for {
+	for n := 0; ; n++ {
+		if n == max {
+			more = true
+			break
+		}
 		prod := atomic.LoadUint64(r.prodPos)
 		if cons == prod {
 			break
@@ -131,7 +135,7 @@ func (r *ring) drain(fn func([]byte)) error {
 	if cons != released {
 		atomic.StoreUint64(r.consPos, cons)
 	}
-	return err
+	return more, err
 }
 
 // record is the size bytes at off, copied out when they wrap.

@@ -260,6 +260,16 @@ func explainLoad(err error) error {
 // then hands every queued record to fn. It returns io.EOF once the
 // tracer is stopped and drained.
 func (t *Tracer) Poll(interval time.Duration, ev *Event, fn func(*Event), bad func(error)) error {
+	return t.PollBatched(interval, ev, fn, bad, nil)
+}
+
+// pollBatch bounds the records one batch of PollBatched hands over.
+const pollBatch = 4096
+
+// PollBatched is Poll handing records over in batches of up to pollBatch,
+// each inside one call of batch (when not nil): a consumer that locks a
+// table per record can lock it once per batch.
+func (t *Tracer) PollBatched(interval time.Duration, ev *Event, fn func(*Event), bad func(error), batch func(func())) error {
 	t.readMu.Lock()
 	defer t.readMu.Unlock()
 	if t.closed.Load() {
@@ -273,17 +283,30 @@ func (t *Tracer) Poll(interval time.Duration, ev *Event, fn func(*Event), bad fu
 		}
 		fn(ev)
 	}
+	var more bool
+	var err error
+	drain := func() { more, err = t.ring.drain(pollBatch, handle) }
 	for {
 		stopping := t.stopping.Load()
-		err := t.ring.drain(handle)
+		if batch != nil {
+			batch(drain)
+		} else {
+			drain()
+		}
 		busy := errors.Is(err, errRingBusy)
 		if err != nil && !busy {
 			return err
 		}
+		left := time.Until(deadline)
+		if more {
+			if left <= 0 {
+				return nil // the next Poll drains first
+			}
+			continue // the ring may not wake us for what is left
+		}
 		if stopping && !busy {
 			return io.EOF // detached before the drain: nothing more comes
 		}
-		left := time.Until(deadline)
 		if left <= 0 {
 			return nil
 		}

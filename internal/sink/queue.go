@@ -29,7 +29,7 @@ type pushResult int
 const (
 	pushed      pushResult = iota
 	pushedFirst            // the drainer found the queue empty and waits: wake it
-	pushedBatch            // the queue now holds a full batch (batchEvents)
+	pushedBatch            // a full batch (batchEvents) came since pushedFirst
 	queueFull
 	queueShut
 )
@@ -51,19 +51,32 @@ type place struct {
 // positions head and tail: the writer's path takes no lock the drainer
 // holds, and the drainer's none the writer holds.
 type ring struct {
-	wmu    sync.Mutex // writers; also close, against a writer still copying
-	arena  []byte     // outside the Go heap where mmap allows (see newRing)
+	// Set up once.
+	arena  []byte // outside the Go heap where mmap allows (see newRing)
 	mapped bool
 	places []place
 	lines  bool // end every event with '\n' (sinks that write bytes as queued)
 
-	wpos uint64 // writer: where the next event may start
-	shut atomic.Bool
+	// The writers' side, on cache lines of its own: the drainer's stores
+	// to head did not then slow every push.
+	_    [64]byte
+	wmu  sync.Mutex // writers; also close, against a writer still copying
+	wpos uint64     // where the next event may start
+	// What the writer last read of the drainer's side: read again only
+	// when the queue looks full.
+	seenHead, seenHeadPos uint64
+	sinceWake             int           // pushes since the one that found the drainer asleep
+	tail                  atomic.Uint64 // events pushed
+	shut                  atomic.Bool
 
-	tail    atomic.Uint64 // events pushed; written by the writer
-	asleep  atomic.Bool   // the drainer waits for a wake-up (sleep)
+	_       [64]byte
 	head    atomic.Uint64 // events released; written by the drainer
 	headPos atomic.Uint64 // the arena is free from here on (drainer)
+	_       [64]byte
+	// The drainer waits for a wake-up (sleep): read by every push, written
+	// only when the drainer sleeps, so apart from head.
+	asleep atomic.Bool
+	_      [64]byte
 }
 
 // newRing holds up to n events. lines: end every event with a newline, as
@@ -96,16 +109,18 @@ func (r *ring) push(level zerolog.Level, at int64, p []byte) pushResult {
 	}
 	size := uint64(len(r.arena))
 	tail := r.tail.Load()
-	queued := tail - r.head.Load()
-	if queued == uint64(len(r.places)) || n > size {
+	if n > size {
 		return queueFull
 	}
 	pos := r.wpos
 	if off := pos % size; off+n > size {
 		pos += size - off // to the arena's start: an event never wraps
 	}
-	if pos+n-r.headPos.Load() > size {
-		return queueFull
+	if tail-r.seenHead == uint64(len(r.places)) || pos+n-r.seenHeadPos > size {
+		r.seenHead, r.seenHeadPos = r.head.Load(), r.headPos.Load()
+		if tail-r.seenHead == uint64(len(r.places)) || pos+n-r.seenHeadPos > size {
+			return queueFull
+		}
 	}
 	off := pos % size
 	copy(r.arena[off:], p)
@@ -118,10 +133,16 @@ func (r *ring) push(level zerolog.Level, at int64, p []byte) pushResult {
 	// After the event is published: a drainer that looked before it is
 	// marked asleep by now (sleep), and one that looks after finds it.
 	if r.asleep.Load() && r.asleep.Swap(false) {
+		r.sinceWake = 1
 		return pushedFirst
 	}
-	if queued+1 == batchEvents {
-		return pushedBatch
+	// A writer that defers the wake-up (Options.DeferWake) is told when a
+	// batch has queued up behind the sleeping drainer.
+	if r.sinceWake > 0 {
+		if r.sinceWake++; r.sinceWake == batchEvents {
+			r.sinceWake = 0
+			return pushedBatch
+		}
 	}
 	return pushed
 }
