@@ -8,11 +8,9 @@ import (
 )
 
 const (
-	// A batch is what one write(2) carries on stream and file sinks:
-	// framed into a buffer (syslog), or up to runBytes of events as queued.
+	// A batch is what one write(2) carries on stream and file sinks.
 	batchBytes  = 64 << 10
 	batchEvents = 1024
-	runBytes    = 1 << 20
 
 	// After a wake-up the drainer waits up to lingerDelay for a batch of
 	// lingerEnough events: at most a millisecond of latency, and at most a
@@ -31,7 +29,6 @@ var errPeerClosed = errors.New("peer closed the connection")
 type drainState struct {
 	batch         []byte
 	ends          []int // ends[i]: where event i of the batch ends in batch
-	ev            event // the event being framed (a local would escape)
 	backoff       backoff
 	timer         *time.Timer
 	stop          <-chan struct{} // nil once closing
@@ -51,8 +48,6 @@ type drainState struct {
 
 // start launches the drainer; openAlready says dst was opened by Open.
 func (s *queueSink) start(openAlready bool) {
-	_, lines := s.frame.(lineFramer)
-	s.q = newRing(s.opts.QueueLen, lines)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	s.d = drainState{
@@ -90,9 +85,7 @@ func (s *queueSink) run() {
 			continue
 		}
 		if queued == 0 {
-			if s.q.sleep() {
-				s.idle()
-			}
+			s.idle()
 			continue
 		}
 		if err := s.deliver(); err != nil {
@@ -110,21 +103,12 @@ func (s *queueSink) deliver() error {
 	if s.dst.datagram() {
 		return s.deliverEach(head, n)
 	}
-	var buf []byte
-	ends := s.d.ends[:0]
-	if s.q.lines {
-		// Queued as written: straight from the queue's arena.
-		buf, ends = s.q.run(head, n, runBytes, ends)
-	} else {
-		buf = s.d.batch[:0]
-		for i := 0; i < n && len(ends) < cap(ends) && len(buf) < batchBytes; i++ {
-			s.d.ev = s.q.at(head, i)
-			buf = s.frame.appendFrame(buf, &s.d.ev)
-			ends = append(ends, len(buf))
-		}
-		s.keepBatch(buf)
+	buf, ends := s.d.batch[:0], s.d.ends[:0]
+	for i := 0; i < n && len(ends) < cap(ends) && len(buf) < batchBytes; i++ {
+		buf = s.frame.appendFrame(buf, s.q.at(head, i))
+		ends = append(ends, len(buf))
 	}
-	s.d.ends = ends[:0]
+	s.keepBatch(buf)
 	wrote, err := s.dst.write(buf, s.deadlineIn(s.opts.WriteTimeout))
 	done := 0
 	for done < len(ends) && ends[done] <= wrote {
@@ -168,10 +152,9 @@ func (s *queueSink) failed(err error) {
 }
 
 // deliverEach sends one datagram per event.
-func (s *queueSink) deliverEach(head uint64, n int) error {
+func (s *queueSink) deliverEach(head, n int) error {
 	for i := 0; i < min(n, batchEvents); i++ {
-		s.d.ev = s.q.at(head, i)
-		frame := s.frame.appendFrame(s.d.batch[:0], &s.d.ev)
+		frame := s.frame.appendFrame(s.d.batch[:0], s.q.at(head, i))
 		s.keepBatch(frame)
 		_, err := s.dst.write(frame, s.deadlineIn(s.opts.WriteTimeout))
 		switch {

@@ -42,6 +42,7 @@ func newQueueSink(name string, o Options) *queueSink {
 	return &queueSink{
 		name:      name,
 		opts:      o,
+		q:         newRing(o.QueueLen),
 		wake:      make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
