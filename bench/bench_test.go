@@ -58,6 +58,24 @@ func TestCountBpftraceEvents(t *testing.T) {
 	}
 }
 
+// An inferred FIN_WAIT1 exit stands for the two changes no program saw,
+// and is counted apart, not as a delivered transition of its own.
+func TestInferredExitCountsForTwo(t *testing.T) {
+	in := `{"event":"state","sport":40000,"dport":21212,"old":"ESTABLISHED","new":"FIN_WAIT1","source":"tracepoint"}
+{"event":"state","sport":40000,"dport":21212,"old":"FIN_WAIT1","new":"TIME_WAIT","source":"inferred"}
+`
+	tr, err := countDaemonEvents(strings.NewReader(in), 21212)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr["FIN_WAIT1>FIN_WAIT2"] != 1 || tr[finWait2Exit] != 1 || tr[inferredKey] != 1 || tr.total() != 3 {
+		t.Fatalf("got %v, total %d", tr, tr.total())
+	}
+	if d := tr.deviations(1); strings.Contains(d, "inferred") || strings.Contains(d, "FIN_WAIT1>TIME_WAIT") {
+		t.Fatalf("deviations %q name the inferred change", d)
+	}
+}
+
 func TestDeviationsNamesWhatIsMissing(t *testing.T) {
 	tr := transitions{}
 	for _, k := range perConnection {

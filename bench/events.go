@@ -29,17 +29,32 @@ var perConnection = []string{
 	"CLOSE_WAIT>LAST_ACK", "LAST_ACK>CLOSE",
 }
 
+// inferredKey counts, apart from the transitions, the changes tcpstated
+// streamed as inferred: found in the kernel's socket table, no program
+// having run for them.
+const inferredKey = "(inferred)"
+
 // add counts one transition if it belongs to a churn connection through
 // port: one end must be the churn server's port; the listener's own
 // CLOSE->LISTEN and LISTEN->CLOSE are not per-connection; TIME_WAIT
 // exits are derived events that come ~60 s after the run, so none of
-// a run's own are in it.
-func (t transitions) add(old, new string, sport, dport, port int) {
+// a run's own are in it. An inferred FIN_WAIT1 -> TIME_WAIT or -> CLOSE
+// stands for the two changes the kernel made unseen: FIN_WAIT1 ->
+// FIN_WAIT2 and FIN_WAIT2's exit.
+func (t transitions) add(old, new string, sport, dport, port int, inferred bool) {
 	if sport != port && dport != port {
 		return
 	}
 	if new == "LISTEN" || (old == "LISTEN" && new == "CLOSE") || old == "TIME_WAIT" {
 		return
+	}
+	if inferred {
+		t[inferredKey]++
+		if old == "FIN_WAIT1" && (new == "TIME_WAIT" || new == "CLOSE") {
+			t["FIN_WAIT1>FIN_WAIT2"]++
+			t[finWait2Exit]++
+			return
+		}
 	}
 	if old == "FIN_WAIT2" && (new == "TIME_WAIT" || new == "CLOSE") {
 		t[finWait2Exit]++
@@ -50,8 +65,10 @@ func (t transitions) add(old, new string, sport, dport, port int) {
 
 func (t transitions) total() int64 {
 	var n int64
-	for _, v := range t {
-		n += v
+	for k, v := range t {
+		if k != inferredKey {
+			n += v
+		}
 	}
 	return n
 }
@@ -67,7 +84,7 @@ func (t transitions) deviations(connections int64) string {
 	}
 	var extra []string
 	for k, v := range t {
-		if !slices.Contains(perConnection, k) {
+		if !slices.Contains(perConnection, k) && k != inferredKey {
 			extra = append(extra, fmt.Sprintf("%s %+d", k, v))
 		}
 	}
@@ -99,7 +116,7 @@ func countDaemonEvents(r io.Reader, port int) (transitions, error) {
 			if !ok1 || !ok2 || !ok3 || !ok4 {
 				return t, fmt.Errorf("state event without old/new/sport/dport: %.200s", line)
 			}
-			t.add(old, new, sport, dport, port)
+			t.add(old, new, sport, dport, port, bytes.Contains(line, []byte(`"source":"inferred"`)))
 		}
 		if err == io.EOF {
 			return t, nil
@@ -203,7 +220,7 @@ func countBpftraceEvents(r io.Reader, port int) (bpftraceCounts, error) {
 			continue
 		}
 		c.events++
-		c.churn.add(stateName(v[1]), stateName(v[2]), v[3], v[4], port)
+		c.churn.add(stateName(v[1]), stateName(v[2]), v[3], v[4], port, false)
 	}
 	return c, sc.Err()
 }

@@ -268,6 +268,9 @@ func (b *bench) mdRuns(p printer) {
 		if d := t.churn.deviations(r.churn.Connections); d != "" && r.err == nil {
 			note = "differs: " + d
 		}
+		if n := t.churn[inferredKey]; n > 0 {
+			note = strings.TrimPrefix(fmt.Sprintf("%s; %d inferred (changes no program ran for, from the kernel's socket table)", note, n), "; ")
+		}
 		if t.note != "" {
 			note = strings.TrimPrefix(note+"; "+t.note, "; ")
 		}

@@ -292,7 +292,7 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 		}
 		if now.After(nextTick) {
 			nextTick = now.Add(time.Second)
-			d.settleDue()
+			d.settleDue(false)
 			d.trk.Tick(d.write)
 			d.checkLoss()
 		}
@@ -302,6 +302,9 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 		}
 		d.fanout.Flush() // findings of the tick
 	}
+	// Changes no program saw, up to the end: the kernel still has the
+	// sockets; a FIN_WAIT1 row it shows elsewhere is streamed as inferred.
+	d.settleDue(true)
 	d.fanout.Flush()
 	d.checkLoss() // what was lost since the last tick is logged, not only summed
 	sum := d.summary()

@@ -10,16 +10,17 @@ import (
 )
 
 // settleDue asks the kernel's socket table about every row about to be
-// reported stuck in FIN_WAIT1 or FIN_WAIT2 (and every unfollowed
-// TIME_WAIT past its 60 s). The kernel sometimes runs no program for a
+// reported stuck in FIN_WAIT1 or FIN_WAIT2, every FIN_WAIT1 row a second
+// old (once), and every unfollowed TIME_WAIT past its 60 s; when final (at
+// stop), every FIN_WAIT1 row. The kernel sometimes runs no program for a
 // change (docs/performance.md), and a row that missed leaving the state
 // would be a false finding: the kernel's answer settles it
 // (tracker.Settle). sock_diag sees only the namespace it is opened in, so
 // rows are asked about namespace by namespace; a row whose namespace is
 // gone or hidden, or that the kernel does not answer for, is reported as
 // it is.
-func (d *Daemon) settleDue() {
-	due := d.trk.DueChecks()
+func (d *Daemon) settleDue(final bool) {
+	due := d.trk.DueChecks(final)
 	if len(due) == 0 {
 		return
 	}

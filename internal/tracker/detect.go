@@ -132,12 +132,25 @@ func (t *Tracker) dueStuck(s *Socket, now uint64) bool {
 	return !s.Stuck && limit > 0 && now > s.Since && time.Duration(now-s.Since) >= limit
 }
 
+// quickCheckAfter: a row still in FIN_WAIT1 this long after it entered
+// it is checked in the kernel's socket table once, well before any stuck
+// threshold. FIN_WAIT1 lasts a round trip; the kernel runs no program for
+// some of its exits (docs/performance.md), and the stream should say so
+// within seconds, not minutes.
+const quickCheckAfter = time.Second
+
 // dueCheck says whether the kernel should be asked about s now: it is
-// about to be reported stuck, or it is an unfollowed TIME_WAIT that should
-// have ended.
-func (t *Tracker) dueCheck(s *Socket, now uint64) bool {
-	if s.State == events.TimeWait {
+// about to be reported stuck, an unfollowed TIME_WAIT that should have
+// ended, or a FIN_WAIT1 row past quickCheckAfter not checked yet (any
+// age when final: the daemon is stopping).
+func (t *Tracker) dueCheck(s *Socket, now uint64, final bool) bool {
+	switch {
+	case s.State == events.TimeWait:
 		return s.Unfollowed && now > s.Since && time.Duration(now-s.Since) >= timeWaitLen
+	case s.State == events.FinWait1 && !s.Checked:
+		if final || now > s.Since && time.Duration(now-s.Since) >= quickCheckAfter {
+			return true
+		}
 	}
 	return t.dueStuck(s, now)
 }
@@ -152,14 +165,16 @@ type Due struct {
 }
 
 // DueChecks lists the rows to ask the kernel about: those Tick would report
-// stuck now, and the unfollowed TIME_WAITs past TCP_TIMEWAIT_LEN.
-func (t *Tracker) DueChecks() []Due {
+// stuck now, the unfollowed TIME_WAITs past TCP_TIMEWAIT_LEN, and the
+// FIN_WAIT1 rows past quickCheckAfter (all of them when final: at stop, so
+// that the stream ends with what the kernel has).
+func (t *Tracker) DueChecks(final bool) []Due {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	now := t.clock()
 	var out []Due
 	for s := range t.ageing.all() {
-		if t.dueCheck(s, now) {
+		if t.dueCheck(s, now, final) {
 			out = append(out, Due{Cookie: s.Cookie, Netns: s.Netns, State: s.State,
 				Local: netip.AddrPortFrom(s.Saddr, s.Sport), Remote: netip.AddrPortFrom(s.Daddr, s.Dport)})
 		}
@@ -175,7 +190,11 @@ func (t *Tracker) Settle(d Due, now events.State, found bool, emit func(*Report)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := t.sockets[d.Cookie]
-	if s == nil || s.State != d.State || found && now == d.State {
+	if s == nil || s.State != d.State {
+		return
+	}
+	if found && now == d.State {
+		s.Checked = true
 		return
 	}
 	if !found {

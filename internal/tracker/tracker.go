@@ -50,6 +50,9 @@ type Socket struct {
 	TimeWait        bool // held by a timewait socket (the app closed it)
 	Leaked          bool // close_wait_leak was reported
 	Stuck           bool // stuck was reported
+	// Checked: the kernel was asked about it soon after it entered
+	// FIN_WAIT1 (quickCheckAfter) and still had it there.
+	Checked bool
 	// Unfollowed: a TIME_WAIT found only by asking the kernel; no timer
 	// record will end it, so the kernel is asked again once it is due.
 	Unfollowed bool
@@ -352,7 +355,7 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	}
 	t.update(s, ev)
 	s.State, s.Since, s.SinceLowerBound = ev.New, ev.Mono, false
-	s.Leaked, s.Stuck = false, false
+	s.Leaked, s.Stuck, s.Checked = false, false, false
 	s.seen[0], s.seen[1], s.seen[2], s.seen[3] = change(ev.Old, ev.New), s.seen[0], s.seen[1], s.seen[2]
 	s.Unfollowed = src == SourceInferred && ev.New == events.TimeWait
 	if ev.New == events.TimeWait || ev.Flags&events.FlagTimeWait != 0 || ev.Kind == events.KindTimeWaitSwitch {

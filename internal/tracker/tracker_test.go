@@ -1,6 +1,7 @@
 package tracker
 
 import (
+	"maps"
 	"net/netip"
 	"testing"
 	"time"
@@ -483,6 +484,52 @@ func TestIndexesFollowTheTable(t *testing.T) {
 	}
 }
 
+// A FIN_WAIT1 row is checked once a second after it entered the state,
+// long before any stuck threshold, and at stop whatever its age: the
+// kernel runs no program for some FIN_WAIT1 exits, and the stream says so
+// within seconds.
+func TestQuickCheckOfFinWait1(t *testing.T) {
+	f := newFeed(t, Config{FinWait1Threshold: time.Minute, FinWait2Threshold: time.Minute})
+	f.state(1, 7, events.Established, events.FinWait1, 0) // the kernel still has it there
+	f.state(2, 7, events.Established, events.FinWait1, 0) // went on to TIME_WAIT unseen
+	f.clk.advance(500 * time.Millisecond)
+	if d := f.trk.DueChecks(false); len(d) != 0 {
+		t.Fatalf("due at 0.5 s: %+v", d)
+	}
+	f.clk.advance(600 * time.Millisecond)
+	due := f.trk.DueChecks(false)
+	if len(due) != 2 {
+		t.Fatalf("due at 1.1 s: %+v", due)
+	}
+	for _, d := range due {
+		st := map[uint64]events.State{1: events.FinWait1, 2: events.TimeWait}[d.Cookie]
+		f.trk.Settle(d, st, true, f.emit)
+	}
+	if d := f.trk.DueChecks(false); len(d) != 0 {
+		t.Errorf("asked again before the stuck threshold: %+v", d)
+	}
+	if d := f.trk.DueChecks(true); len(d) != 0 {
+		t.Errorf("a row the kernel confirmed is asked again at stop: %+v", d)
+	}
+	if st := f.trk.Stats(); st.Inferred != 1 {
+		t.Errorf("inferred %d, want 1", st.Inferred)
+	}
+	f.state(3, 7, events.Established, events.FinWait1, 0)
+	if d := f.trk.DueChecks(true); len(d) != 1 || d[0].Cookie != 3 {
+		t.Errorf("at stop, due %+v: want the new FIN_WAIT1 row, whatever its age", d)
+	}
+	// The confirmed row is asked again at its stuck threshold (beside the
+	// new row's quick check and the inferred TIME_WAIT's end).
+	f.clk.advance(time.Minute)
+	got := map[uint64]events.State{}
+	for _, d := range f.trk.DueChecks(false) {
+		got[d.Cookie] = d.State
+	}
+	if want := map[uint64]events.State{1: events.FinWait1, 2: events.TimeWait, 3: events.FinWait1}; !maps.Equal(got, want) {
+		t.Errorf("due at the threshold: %v, want %v", got, want)
+	}
+}
+
 // A row about to be reported stuck is checked against the kernel first:
 // one the kernel still holds in its state is reported; one it holds in
 // another state, or not at all, gets an inferred change and no finding.
@@ -492,7 +539,7 @@ func TestSettleBeforeStuck(t *testing.T) {
 	f.state(2, 7, events.Established, events.FinWait1, 0) // went on to TIME_WAIT unseen
 	f.state(3, 7, events.Established, events.FinWait1, 0) // gone unseen
 	f.clk.advance(2 * time.Second)
-	due := f.trk.DueChecks()
+	due := f.trk.DueChecks(false)
 	if len(due) != 3 {
 		t.Fatalf("due: %+v", due)
 	}
@@ -534,7 +581,7 @@ func TestSettleBeforeStuck(t *testing.T) {
 		t.Errorf("stats: inferred %d, sockets %d; want 2 and 2 (the stuck one, the TIME_WAIT)", st.Inferred, st.Sockets)
 	}
 	// Settled once: nothing is due again, and a second answer changes nothing.
-	if d := f.trk.DueChecks(); len(d) != 0 {
+	if d := f.trk.DueChecks(false); len(d) != 0 {
 		t.Errorf("due after Tick: %+v", d)
 	}
 	for _, d := range due {
@@ -549,12 +596,12 @@ func TestSettleBeforeStuck(t *testing.T) {
 	// No timer record will end the TIME_WAIT found that way: once it has
 	// had its 60 s the kernel is asked again, until it is gone.
 	f.clk.advance(61 * time.Second)
-	due = f.trk.DueChecks()
+	due = f.trk.DueChecks(false)
 	if len(due) != 1 || due[0].Cookie != 2 || due[0].State != events.TimeWait {
 		t.Fatalf("due after 61 s: %+v", due)
 	}
 	f.trk.Settle(due[0], events.TimeWait, true, f.emit)
-	if d := f.trk.DueChecks(); len(d) != 1 {
+	if d := f.trk.DueChecks(false); len(d) != 1 {
 		t.Fatalf("a TIME_WAIT the kernel still holds is not asked about again: %+v", d)
 	}
 	f.trk.Settle(due[0], 0, false, f.emit)
@@ -565,7 +612,7 @@ func TestSettleBeforeStuck(t *testing.T) {
 	if st := f.trk.Stats(); st.Inferred != 3 || st.Sockets != 1 {
 		t.Errorf("after its end: inferred %d, sockets %d; want 3 and 1", st.Inferred, st.Sockets)
 	}
-	if d := f.trk.DueChecks(); len(d) != 0 {
+	if d := f.trk.DueChecks(false); len(d) != 0 {
 		t.Errorf("due at the end: %+v", d)
 	}
 }
