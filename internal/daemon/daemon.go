@@ -156,6 +156,9 @@ func Open(opt Options) (*Daemon, error) {
 		}
 	}
 
+	// A record's gap from its row's state means a change no program ran
+	// for, unless the kernel drops records by owner or state.
+	opt.Tracker.InferGaps = opt.Filter.Pid == 0 && len(opt.Filter.States) == 0
 	d.trk = tracker.New(opt.Tracker, events.MonotonicNow)
 	var out interface{ Write(*tracker.Report) }
 	if opt.Format == "text" {

@@ -25,6 +25,12 @@ type Config struct {
 	// process towards one peer raises time_wait_pressure.
 	TimeWaitShare float64
 	PortRange     [2]uint16 // net.ipv4.ip_local_port_range
+
+	// InferGaps: every change of a socket comes as a record (no in-kernel
+	// filter by owner or state drops some), so a record whose old state is
+	// not the row's tells of a change no program ran for, streamed as
+	// inferred.
+	InferGaps bool
 }
 
 // Socket is one row of the live table.
@@ -72,8 +78,9 @@ type Stats struct {
 	// Duplicates: changes reported a second time by the kernel side,
 	// dropped.
 	Duplicates uint64
-	// Inferred: rows about to be reported stuck that the kernel said had
-	// left their state; their change is reported with source "inferred".
+	// Inferred: changes no program ran for, found in the kernel's socket
+	// table (Settle) or from a record's old state (inferGap); reported
+	// with source "inferred".
 	Inferred uint64
 }
 
@@ -287,6 +294,10 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	if ev.Old == events.Listen && ev.New == events.SynRecv && ev.Pid == 0 {
 		t.inherit(ev)
 	}
+	if s != nil && t.cfg.InferGaps && src == SourceTracepoint && ev.Kind == events.KindState &&
+		s.seen[0] != 0 && !s.TimeWait && s.State != ev.Old && ev.Old != events.Close {
+		t.inferGap(s, ev, emit)
+	}
 	if s != nil {
 		fill(ev, s)
 	}
@@ -403,6 +414,21 @@ func (t *Tracker) unindex(s *Socket) {
 	case events.Listen:
 		t.listening(s, false)
 	}
+}
+
+// inferGap streams the change between a row's state and the old state of
+// its next record, which no record showed (the kernel ran no program for
+// it). Only rows whose state came from a record: a snapshot's may be newer
+// than records still in the ring. When the old state began is not known,
+// so the record that follows has no duration.
+func (t *Tracker) inferGap(s *Socket, ev *events.Event, emit func(*Report)) {
+	t.stats.Inferred++
+	inf := &t.inferred
+	*inf = events.Event{Kind: events.KindState, Mono: ev.Mono, Cookie: s.Cookie,
+		Family: s.Family, Saddr: s.Saddr, Daddr: s.Daddr, Sport: s.Sport, Dport: s.Dport,
+		Netns: s.Netns, Old: s.State, New: ev.Old}
+	t.applyState(inf, emit, SourceInferred)
+	s.SinceLowerBound = true
 }
 
 // update copies what a record knows about a socket into its row.

@@ -484,6 +484,51 @@ func TestIndexesFollowTheTable(t *testing.T) {
 	}
 }
 
+// A record whose old state is not the row's tells of a change no program
+// ran for: it is streamed as inferred, before the record, which then has no
+// duration. Not when the kernel filters records (InferGaps off), and not
+// for a row whose state came from the start-up snapshot.
+func TestGapIsInferred(t *testing.T) {
+	f := newFeed(t, Config{InferGaps: true})
+	f.state(1, 7, events.SynRecv, events.Established, 0)
+	f.state(1, 7, events.Established, events.CloseWait, 0)
+	f.clk.advance(time.Millisecond)
+	n := len(f.reports)
+	f.state(1, 7, events.LastAck, events.Close, 0) // CLOSE_WAIT -> LAST_ACK unseen
+	got := f.reports[n:]
+	if len(got) != 2 {
+		t.Fatalf("reports: %+v", got)
+	}
+	inf, next := got[0], got[1]
+	if inf.Source != SourceInferred || inf.Ev.Old != events.CloseWait || inf.Ev.New != events.LastAck || inf.HasDur || inf.Ev.Pid != 7 {
+		t.Errorf("inferred: %s %s -> %s dur %v pid %d", inf.Source, inf.Ev.Old, inf.Ev.New, inf.HasDur, inf.Ev.Pid)
+	}
+	if next.Source != SourceTracepoint || next.Ev.Old != events.LastAck || next.HasDur {
+		t.Errorf("the record after the gap: %s %s -> %s dur %v", next.Source, next.Ev.Old, next.Ev.New, next.HasDur)
+	}
+	if st := f.trk.Stats(); st.Inferred != 1 || st.Sockets != 0 {
+		t.Errorf("stats: %+v", st)
+	}
+
+	off := newFeed(t, Config{})
+	off.state(1, 7, events.Established, events.CloseWait, 0)
+	off.state(1, 7, events.LastAck, events.Close, 0)
+	if st := off.trk.Stats(); st.Inferred != 0 || len(off.reports) != 2 {
+		t.Errorf("without InferGaps: %d inferred, %d reports", st.Inferred, len(off.reports))
+	}
+
+	snap := newFeed(t, Config{InferGaps: true})
+	snap.trk.Apply(&events.Event{Kind: events.KindSocket, Cookie: 1, Family: events.IPv4, Saddr: client, Daddr: server,
+		Sport: 40000, Dport: 80, Old: events.FinWait2, New: events.FinWait2}, snap.emit)
+	if st := snap.trk.Stats(); st.Sockets != 1 {
+		t.Fatalf("the snapshot made %d rows", st.Sockets)
+	}
+	snap.state(1, 7, events.Established, events.FinWait1, 0) // from the ring, older than the snapshot
+	if st := snap.trk.Stats(); st.Inferred != 0 {
+		t.Errorf("a snapshot row's gap was inferred: %d", st.Inferred)
+	}
+}
+
 // A FIN_WAIT1 row is checked once a second after it entered the state,
 // long before any stuck threshold, and at stop whatever its age: the
 // kernel runs no program for some FIN_WAIT1 exits, and the stream says so
