@@ -269,7 +269,7 @@ func (b *bench) mdRuns(p printer) {
 			note = "differs: " + d
 		}
 		if n := t.churn[inferredKey]; n > 0 {
-			note = strings.TrimPrefix(fmt.Sprintf("%s; %d inferred (changes no program ran for, from the kernel's socket table)", note, n), "; ")
+			note = strings.TrimPrefix(fmt.Sprintf("%s; %d inferred (changes no program ran for)", note, n), "; ")
 		}
 		if t.note != "" {
 			note = strings.TrimPrefix(note+"; "+t.note, "; ")

@@ -114,7 +114,11 @@ type Tracker struct {
 	free      []*Socket // rows of closed sockets, reused: no garbage per connection
 	// Reports handed to emit live here: a local would escape to the heap.
 	report, resolved Report
-	inferred         events.Event // the record Settle makes up
+	inferred         events.Event // the record Settle and inferGap make up
+	// closed: cookies of rows recently gone to CLOSE, direct-mapped, so
+	// that the kernel side's rare second report of a change to CLOSE
+	// (within a millisecond, the row gone by then) is dropped too.
+	closed [closedSlots]uint64
 }
 
 // New makes an empty tracker. clock returns CLOCK_MONOTONIC ns.
@@ -285,9 +289,14 @@ func (t *Tracker) listening(s *Socket, on bool) {
 	}
 }
 
+// closedSlots bounds the memory of recently closed cookies: 32 KiB,
+// thousands of closes, far more than a millisecond's worth.
+const closedSlots = 4096
+
 func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	s := t.sockets[ev.Cookie]
-	if s != nil && ev.Kind == events.KindState && s.saw(ev.Old, ev.New) {
+	if ev.Kind == events.KindState && (s != nil && s.saw(ev.Old, ev.New) ||
+		s == nil && ev.New == events.Close && ev.Cookie != 0 && t.closed[ev.Cookie%closedSlots] == ev.Cookie) {
 		t.stats.Duplicates++
 		return
 	}
@@ -351,6 +360,7 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 			t.unindex(s)
 			delete(t.sockets, ev.Cookie)
 			t.release(s)
+			t.closed[ev.Cookie%closedSlots] = ev.Cookie
 		}
 		return
 	}
@@ -361,6 +371,9 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 		}
 		s = t.alloc(ev.Cookie)
 		t.sockets[ev.Cookie] = s
+		if t.closed[ev.Cookie%closedSlots] == ev.Cookie {
+			t.closed[ev.Cookie%closedSlots] = 0 // open again (a new connect)
+		}
 	} else {
 		t.unindex(s)
 	}

@@ -685,4 +685,17 @@ func TestDuplicateDropped(t *testing.T) {
 	if n := len(f.reports); n != 4 {
 		t.Errorf("%d reports, want 4", n)
 	}
+	// A repeated change to CLOSE comes when the row is gone: dropped too.
+	f.state(1, 5, events.FinWait2, events.Close, 0)
+	if r := f.state(1, 5, events.FinWait2, events.Close, 0); r != nil {
+		t.Errorf("the repeated close was reported: %+v", r)
+	}
+	// The same socket connecting again is a new life: its close counts.
+	f.state(1, 5, events.Close, events.SynSent, 0)
+	if r := f.state(1, 5, events.SynSent, events.Close, 0); r == nil {
+		t.Error("the close of a second connect from the same socket was dropped")
+	}
+	if st := f.trk.Stats(); st.Duplicates != 3 {
+		t.Errorf("duplicates %d, want 3", st.Duplicates)
+	}
 }
