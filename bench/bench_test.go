@@ -58,6 +58,26 @@ func TestCountBpftraceEvents(t *testing.T) {
 	}
 }
 
+// With the churn's processes known, every counted event must name the
+// process on its side: a server socket's a server's, a client's a client's.
+func TestOwnersAreChecked(t *testing.T) {
+	in := `{"event":"state","pid":10,"sport":40000,"dport":21212,"old":"CLOSE","new":"SYN_SENT"}
+{"event":"state","pid":20,"sport":21212,"dport":40000,"old":"LISTEN","new":"SYN_RECV"}
+{"event":"state","pid":20,"sport":40000,"dport":21212,"old":"SYN_SENT","new":"ESTABLISHED"}
+{"event":"state","sport":21212,"dport":40000,"old":"SYN_RECV","new":"ESTABLISHED"}
+{"event":"state","pid":99,"sport":21212,"dport":0,"old":"CLOSE","new":"LISTEN"}
+`
+	tr, err := countDaemonEventsOwned(strings.NewReader(in), 21212, newOwners([]int{10}, []int{20}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The client's event with the server's pid, and the one without a
+	// pid; the listener's own event is not a churn transition.
+	if tr[wrongOwnerKey] != 2 || tr.total() != 4 {
+		t.Fatalf("got %v", tr)
+	}
+}
+
 // An inferred FIN_WAIT1 exit stands for the two changes no program saw,
 // and is counted apart, not as a delivered transition of its own.
 func TestInferredExitCountsForTwo(t *testing.T) {
@@ -130,7 +150,7 @@ func TestProcReadersOnSelf(t *testing.T) {
 
 // fakeRun is a run of 10 connections whose tracer delivered that many events.
 func fakeRun(pair int, tracer string, rate float64, delivered int64, lost int64) runResult {
-	r := runResult{pair: pair, tracer: tracer, churn: churnResult{Connections: 10, Rate: rate}}
+	r := runResult{pair: pair, tracer: tracer, churn: churnResult{Connections: 10, Rate: rate, ClientPids: []int{10}, ServerPids: []int{20}}}
 	if tracer != "none" {
 		tr := transitions{}
 		for _, k := range perConnection {

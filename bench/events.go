@@ -29,10 +29,39 @@ var perConnection = []string{
 	"CLOSE_WAIT>LAST_ACK", "LAST_ACK>CLOSE",
 }
 
-// inferredKey counts, apart from the transitions, the changes tcpstated
-// streamed as inferred: found in the kernel's socket table, no program
-// having run for them.
-const inferredKey = "(inferred)"
+// Counted apart from the transitions: the changes tcpstated streamed as
+// inferred (no program ran for them), and the churn's events whose pid is
+// not the process that owns the socket.
+const (
+	inferredKey   = "(inferred)"
+	wrongOwnerKey = "(wrong owner)"
+)
+
+// owners are the churn's processes, by side: every event of a client
+// socket must name a client process, of a server socket a server process.
+type owners struct{ client, server map[int]bool }
+
+func newOwners(client, server []int) owners {
+	o := owners{map[int]bool{}, map[int]bool{}}
+	for _, p := range client {
+		o.client[p] = true
+	}
+	for _, p := range server {
+		o.server[p] = true
+	}
+	return o
+}
+
+func (o owners) known() bool { return len(o.client) > 0 || len(o.server) > 0 }
+
+// right says whether pid owns a socket on this side of the churn (the
+// server's when sport is the server port).
+func (o owners) right(pid, sport, port int) bool {
+	if sport == port {
+		return o.server[pid]
+	}
+	return o.client[pid]
+}
 
 // add counts one transition if it belongs to a churn connection through
 // port: one end must be the churn server's port; the listener's own
@@ -66,7 +95,7 @@ func (t transitions) add(old, new string, sport, dport, port int, inferred bool)
 func (t transitions) total() int64 {
 	var n int64
 	for k, v := range t {
-		if k != inferredKey {
+		if k != inferredKey && k != wrongOwnerKey {
 			n += v
 		}
 	}
@@ -84,7 +113,7 @@ func (t transitions) deviations(connections int64) string {
 	}
 	var extra []string
 	for k, v := range t {
-		if !slices.Contains(perConnection, k) && k != inferredKey {
+		if !slices.Contains(perConnection, k) && k != inferredKey && k != wrongOwnerKey {
 			extra = append(extra, fmt.Sprintf("%s %+d", k, v))
 		}
 	}
@@ -97,6 +126,12 @@ func (t transitions) deviations(connections int64) string {
 // millions of lines, and full JSON decoding of each would take longer
 // than the run.
 func countDaemonEvents(r io.Reader, port int) (transitions, error) {
+	return countDaemonEventsOwned(r, port, owners{})
+}
+
+// countDaemonEventsOwned is countDaemonEvents checking every counted
+// event's pid against the churn's processes.
+func countDaemonEventsOwned(r io.Reader, port int, own owners) (transitions, error) {
 	t := transitions{}
 	br := bufio.NewReaderSize(r, 1<<20)
 	for {
@@ -116,7 +151,13 @@ func countDaemonEvents(r io.Reader, port int) (transitions, error) {
 			if !ok1 || !ok2 || !ok3 || !ok4 {
 				return t, fmt.Errorf("state event without old/new/sport/dport: %.200s", line)
 			}
+			before := t.total()
 			t.add(old, new, sport, dport, port, bytes.Contains(line, []byte(`"source":"inferred"`)))
+			if t.total() != before && own.known() {
+				if pid, ok := intField(line, "pid"); !ok || !own.right(pid, sport, port) {
+					t[wrongOwnerKey]++
+				}
+			}
 		}
 		if err == io.EOF {
 			return t, nil

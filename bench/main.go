@@ -291,6 +291,9 @@ func (b *bench) runOnce(pair int, t tracer, tmp string, keep bool) runResult {
 	// returns: a tracer stopped at once would miss their last transitions.
 	time.Sleep(tracerSettle)
 	bpf1, _ := bpfRunNs(t.pid())
+	if o, ok := t.(interface{ expectOwners(client, server []int) }); ok {
+		o.expectOwners(r.churn.ClientPids, r.churn.ServerPids)
+	}
 	run, err := t.stop(b.churn.port)
 	run.bpfNs = bpf1 - bpf0
 	r.trace = &run

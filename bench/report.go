@@ -66,6 +66,8 @@ type summary struct {
 	deliveredShare float64
 	lost           int64
 	lostUnknown    int
+	wrongOwners    int64 // events whose pid is not the owning process (all runs)
+	ownersChecked  int   // runs whose churn named its processes
 	skipped        int64
 	bpfNs, cpuNs   float64 // per event: BPF run time, the tracer process's CPU
 	peakMiB        float64
@@ -95,6 +97,10 @@ func (b *bench) summarize(tracer string) summary {
 		}
 		s.lost += r.trace.lost
 		s.skipped += r.trace.skipped
+		s.wrongOwners += r.trace.churn[wrongOwnerKey]
+		if len(r.churn.ClientPids) > 0 {
+			s.ownersChecked++
+		}
 		if !r.trace.lostKnown {
 			s.lostUnknown++
 		}
@@ -126,6 +132,9 @@ func (b *bench) checks() []check {
 				fmt.Sprintf("%d of %d runs", s.complete, s.runs), ok && s.complete == s.runs},
 			check{"ring-buffer records lost", "0 in every run",
 				lostText(s), ok && s.lost == 0 && s.lostUnknown == 0},
+			check{"events whose pid is not the process owning the socket (clients and servers in separate processes)", "0, checked in every run",
+				fmt.Sprintf("%d (checked in %d of %d runs)", s.wrongOwners, s.ownersChecked, s.runs),
+				ok && s.wrongOwners == 0 && s.ownersChecked == s.runs},
 		)
 	}
 	if b.hold != nil {
@@ -267,6 +276,9 @@ func (b *bench) mdRuns(p printer) {
 		t := r.trace
 		if d := t.churn.deviations(r.churn.Connections); d != "" && r.err == nil {
 			note = "differs: " + d
+		}
+		if n := t.churn[wrongOwnerKey]; n > 0 {
+			note = strings.TrimPrefix(fmt.Sprintf("%s; %d with a pid not the socket's owner", note, n), "; ")
 		}
 		if n := t.churn[inferredKey]; n > 0 {
 			note = strings.TrimPrefix(fmt.Sprintf("%s; %d inferred (changes no program ran for)", note, n), "; ")

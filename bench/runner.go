@@ -21,6 +21,9 @@ type churnResult struct {
 	ServerClosed int64   `json:"server_closed"`
 	ServerPort   int     `json:"server_port"`
 	FirstError   string  `json:"first_error"`
+	// The processes owning the client and the server sockets.
+	ClientPids []int `json:"client_pids"`
+	ServerPids []int `json:"server_pids"`
 
 	cpuSeconds float64 // what the kernel accounted to tcpchurn
 }
@@ -37,7 +40,7 @@ type churnConfig struct {
 func (c churnConfig) args() []string {
 	return []string{"churn", "--duration", c.duration.String(),
 		"--clients", strconv.Itoa(c.clients), "--servers", strconv.Itoa(c.servers),
-		"--server-port", strconv.Itoa(c.port)}
+		"--server-port", strconv.Itoa(c.port), "--processes"}
 }
 
 func (c churnConfig) run() (churnResult, error) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,11 @@ type daemonTracer struct {
 	p       *proc
 	cpuBase float64 // CPU used before it was ready: start-up, not churn
 	hwmKiB  int64   // VmHWM just before it was told to stop
+	owners  owners  // the churn's processes, for the owner check
 }
+
+// expectOwners tells the tracer which processes own the churn's sockets.
+func (d *daemonTracer) expectOwners(client, server []int) { d.owners = newOwners(client, server) }
 
 const (
 	daemonReadyTimeout = 60 * time.Second
@@ -93,7 +98,9 @@ func (d *daemonTracer) stop(port int) (tracerRun, error) {
 	if stopErr != nil {
 		return run, fmt.Errorf("tcpstated: %v: %s", stopErr, tail(d.logPath(), 500))
 	}
-	run.churn, err = countFile(d.eventsPath(), port, countDaemonEvents)
+	run.churn, err = countFile(d.eventsPath(), port, func(r io.Reader, port int) (transitions, error) {
+		return countDaemonEventsOwned(r, port, d.owners)
+	})
 	return run, err
 }
 

@@ -19,7 +19,11 @@ func runChurn(args []string) error {
 	fs.IntVar(&cfg.LingerSeconds, "linger", 0, "SO_LINGER seconds on client sockets, so close waits for the FIN's ACK (0: off; an RST close is never used)")
 	mode := fs.String("mode", string(churn.Raw), "raw (x/sys/unix syscalls on locked threads) or net (net package)")
 	procs := fs.Int("gomaxprocs", 0, "GOMAXPROCS (0: raw mode: one per worker thread and one spare; net mode: the runtime's default)")
+	split := fs.Bool("processes", false, "one process per client and per server worker (raw mode, --server-port needed), their pids in the result, so that a tracer's owners can be checked")
 	fs.Parse(args)
+	if *split {
+		return runSplit(cfg, *mode)
+	}
 	cfg.Mode = churn.Mode(*mode)
 	if *procs == 0 && cfg.Mode == churn.Raw {
 		// Each raw worker is a locked OS thread that spends most of its

@@ -28,6 +28,10 @@ func main() {
 		err = runHold(os.Args[2:])
 	case holdWorkerCommand:
 		err = runHoldWorker(os.Args[2:])
+	case serverWorkerCommand:
+		err = runServerWorker(os.Args[2:])
+	case clientWorkerCommand:
+		err = runClientWorker(os.Args[2:])
 	case "-h", "-help", "--help", "help":
 		fmt.Println(usage)
 		return

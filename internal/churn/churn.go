@@ -57,6 +57,10 @@ type Result struct {
 	Clients      int    `json:"clients"`
 	Servers      int    `json:"servers"`
 	FirstError   string `json:"first_error,omitempty"`
+	// With --processes: the processes that own the client and the server
+	// sockets, for a tracer's owners to be checked against.
+	ClientPids []int `json:"client_pids,omitempty"`
+	ServerPids []int `json:"server_pids,omitempty"`
 }
 
 func (c *Config) check() error {

@@ -3,6 +3,8 @@ package churn
 import (
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestSourceAddrSpreadsOverLoopback(t *testing.T) {
@@ -66,5 +68,48 @@ func TestHoldKeepsConnectionsEstablished(t *testing.T) {
 	defer h.Close()
 	if h.Connections() != 50 || len(h.servers) != 50 || len(h.Ports) != 2 {
 		t.Fatalf("held %d clients, %d servers on %v", h.Connections(), len(h.servers), h.Ports)
+	}
+}
+
+// Servers and clients apart, as tcpchurn --processes runs them (here in
+// one process): two servers share the port, and after stop they close
+// every connection the clients completed.
+func TestServeAndClientsApart(t *testing.T) {
+	fd, port, err := Listen(0, true, true, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(fd) // a free port for the servers to share
+	cfg := Config{Duration: 300 * time.Millisecond, Clients: 2, Servers: 1, ServerPort: port,
+		Sources: 1 << 10, Mode: Raw}
+	stop := make(chan struct{})
+	type served struct {
+		r   Result
+		err error
+	}
+	done := make(chan served, 2)
+	for range 2 {
+		ready := make(chan struct{})
+		go func() {
+			r, err := Serve(cfg, func(int) { close(ready) }, stop)
+			done <- served{r, err}
+		}()
+		<-ready
+	}
+	c, err := Clients(cfg, 0, 2)
+	if err != nil || c.Connections == 0 || c.Failed != 0 {
+		t.Fatalf("clients: %+v, %v", c, err)
+	}
+	close(stop)
+	var accepted, closed int64
+	for range 2 {
+		s := <-done
+		if s.err != nil {
+			t.Fatal(s.err)
+		}
+		accepted, closed = accepted+s.r.Accepted, closed+s.r.ServerClosed
+	}
+	if accepted != c.Connections || closed != c.Connections {
+		t.Fatalf("clients completed %d, servers accepted %d and closed %d", c.Connections, accepted, closed)
 	}
 }
