@@ -100,26 +100,7 @@ func Run(cfg Config) (Result, error) {
 		return Result{}, err
 	}
 
-	cl := clientConfig{port: port, stride: cfg.Clients, sources: cfg.Sources,
-		payload: make([]byte, cfg.WriteBytes), linger: cfg.LingerSeconds}
-	client := rawClient
-	if cfg.Mode == Net {
-		client = netClient
-	}
-	var stopClients atomic.Bool
-	var clients sync.WaitGroup
-	start := time.Now()
-	timer := time.AfterFunc(cfg.Duration, func() { stopClients.Store(true) })
-	for i := range cfg.Clients {
-		clients.Add(1)
-		go func() {
-			defer clients.Done()
-			client(i, cl, &stopClients, &count)
-		}()
-	}
-	clients.Wait()
-	elapsed := time.Since(start).Seconds()
-	timer.Stop()
+	elapsed := runClients(&cfg, port, 0, cfg.Clients, &count)
 
 	// The tracer counts server-side transitions too: leave only when the
 	// server has closed every connection the clients completed.
@@ -155,6 +136,32 @@ func Run(cfg Config) (Result, error) {
 			r.ServerClosed, r.Connections)
 	}
 	return r, nil
+}
+
+// runClients runs cfg.Clients client workers for cfg.Duration; worker k
+// uses the sources first+k, first+k+stride, ... It returns the seconds
+// from their start to the last one's stop.
+func runClients(cfg *Config, port, first, stride int, count *counters) float64 {
+	cl := clientConfig{port: port, stride: stride, sources: cfg.Sources,
+		payload: make([]byte, cfg.WriteBytes), linger: cfg.LingerSeconds}
+	client := rawClient
+	if cfg.Mode == Net {
+		client = netClient
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	start := time.Now()
+	timer := time.AfterFunc(cfg.Duration, func() { stop.Store(true) })
+	defer timer.Stop()
+	for k := range cfg.Clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client(first+k, cl, &stop, count)
+		}()
+	}
+	wg.Wait()
+	return time.Since(start).Seconds()
 }
 
 // listenBacklog is the accept queue per listener; the kernel caps it at

@@ -72,27 +72,9 @@ func Clients(cfg Config, first, stride int) (Result, error) {
 		return Result{}, fmt.Errorf("stride %d below the %d workers", stride, cfg.Clients)
 	}
 	var count counters
-	cl := clientConfig{port: cfg.ServerPort, stride: stride, sources: cfg.Sources,
-		payload: make([]byte, cfg.WriteBytes), linger: cfg.LingerSeconds}
-	client := rawClient
-	if cfg.Mode == Net {
-		client = netClient
-	}
-	var stop atomic.Bool
-	var wg sync.WaitGroup
-	start := time.Now()
-	timer := time.AfterFunc(cfg.Duration, func() { stop.Store(true) })
-	for k := range cfg.Clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			client(first+k, cl, &stop, &count)
-		}()
-	}
-	wg.Wait()
-	timer.Stop()
+	elapsed := runClients(&cfg, cfg.ServerPort, first, stride, &count)
 	r := Result{Connections: count.completed.Load(), Failed: count.failed.Load(),
-		Seconds: time.Since(start).Seconds(), ServerPort: cfg.ServerPort, Mode: cfg.Mode,
+		Seconds: elapsed, ServerPort: cfg.ServerPort, Mode: cfg.Mode,
 		Clients: cfg.Clients, FirstError: count.firstError()}
 	if r.Seconds > 0 {
 		r.Rate = float64(r.Connections) / r.Seconds
