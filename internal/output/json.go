@@ -155,7 +155,7 @@ func NewJSON(w zerolog.LevelWriter, wall func(uint64) time.Time) *JSON {
 }
 
 func appendUint(b []byte, k key, v uint64) []byte {
-	return strconv.AppendUint(append(b, k...), v, 10)
+	return appendDec(append(b, k...), v)
 }
 
 // appendIP writes an address; IPv4, nearly every address, byte by byte.
