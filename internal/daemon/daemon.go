@@ -190,13 +190,8 @@ func Open(opt Options) (*Daemon, error) {
 	return d, nil
 }
 
-// apply takes one ring-buffer record.
-func (d *Daemon) apply(ev *events.Event) {
-	d.records.Add(1)
-	d.trk.Apply(ev, d.write)
-}
-
-// applyLocked is apply inside the tracker's Locked.
+// applyLocked takes one ring-buffer record, inside the tracker's Locked
+// (PollBatched).
 func (d *Daemon) applyLocked(ev *events.Event) {
 	d.records.Add(1)
 	d.trk.ApplyLocked(ev, d.write)
@@ -213,7 +208,7 @@ func (d *Daemon) badRecord(err error) {
 // busy host to fill it.
 func (d *Daemon) drainRing() {
 	var ev events.Event
-	if err := d.tracer.Poll(0, &ev, d.apply, d.badRecord); err != nil {
+	if err := d.tracer.PollBatched(0, &ev, d.applyLocked, d.badRecord, d.trk.Locked); err != nil {
 		d.log.Warn().Err(err).Msg("reading the ring buffer during start-up")
 	}
 }

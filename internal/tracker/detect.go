@@ -200,12 +200,7 @@ func (t *Tracker) Settle(d Due, now events.State, found bool, emit func(*Report)
 	if !found {
 		now = events.Close
 	}
-	t.stats.Inferred++
-	ev := &t.inferred
-	*ev = events.Event{Kind: events.KindState, Mono: t.clock(), Cookie: s.Cookie,
-		Family: s.Family, Saddr: s.Saddr, Daddr: s.Daddr, Sport: s.Sport, Dport: s.Dport,
-		Netns: s.Netns, Old: s.State, New: now}
-	t.applyState(ev, emit, SourceInferred)
+	t.infer(s, t.clock(), now, emit)
 }
 
 // HasPendingFindings says whether Tick would report something, so that

@@ -435,13 +435,19 @@ func (t *Tracker) unindex(s *Socket) {
 // than records still in the ring. When the old state began is not known,
 // so the record that follows has no duration.
 func (t *Tracker) inferGap(s *Socket, ev *events.Event, emit func(*Report)) {
+	t.infer(s, ev.Mono, ev.Old, emit)
+	s.SinceLowerBound = true
+}
+
+// infer streams and applies a change of row s to state to that no program
+// ran for, found out at mono (Settle, inferGap).
+func (t *Tracker) infer(s *Socket, mono uint64, to events.State, emit func(*Report)) {
 	t.stats.Inferred++
 	inf := &t.inferred
-	*inf = events.Event{Kind: events.KindState, Mono: ev.Mono, Cookie: s.Cookie,
+	*inf = events.Event{Kind: events.KindState, Mono: mono, Cookie: s.Cookie,
 		Family: s.Family, Saddr: s.Saddr, Daddr: s.Daddr, Sport: s.Sport, Dport: s.Dport,
-		Netns: s.Netns, Old: s.State, New: ev.Old}
+		Netns: s.Netns, Old: s.State, New: to}
 	t.applyState(inf, emit, SourceInferred)
-	s.SinceLowerBound = true
 }
 
 // update copies what a record knows about a socket into its row.
