@@ -37,6 +37,9 @@ const (
 	wrongOwnerKey = "(wrong owner)"
 )
 
+// aside says whether a key counts something apart from the transitions.
+func aside(k string) bool { return k == inferredKey || k == wrongOwnerKey }
+
 // owners are the churn's processes, by side: every event of a client
 // socket must name a client process, of a server socket a server process.
 type owners struct{ client, server map[int]bool }
@@ -70,32 +73,33 @@ func (o owners) right(pid, sport, port int) bool {
 // a run's own are in it. An inferred FIN_WAIT1 -> TIME_WAIT or -> CLOSE
 // stands for the two changes the kernel made unseen: FIN_WAIT1 ->
 // FIN_WAIT2 and FIN_WAIT2's exit.
-func (t transitions) add(old, new string, sport, dport, port int, inferred bool) {
+func (t transitions) add(old, new string, sport, dport, port int, inferred bool) (counted bool) {
 	if sport != port && dport != port {
-		return
+		return false
 	}
 	if new == "LISTEN" || (old == "LISTEN" && new == "CLOSE") || old == "TIME_WAIT" {
-		return
+		return false
 	}
 	if inferred {
 		t[inferredKey]++
 		if old == "FIN_WAIT1" && (new == "TIME_WAIT" || new == "CLOSE") {
 			t["FIN_WAIT1>FIN_WAIT2"]++
 			t[finWait2Exit]++
-			return
+			return true
 		}
 	}
 	if old == "FIN_WAIT2" && (new == "TIME_WAIT" || new == "CLOSE") {
 		t[finWait2Exit]++
-		return
+		return true
 	}
 	t[old+">"+new]++
+	return true
 }
 
 func (t transitions) total() int64 {
 	var n int64
 	for k, v := range t {
-		if k != inferredKey && k != wrongOwnerKey {
+		if !aside(k) {
 			n += v
 		}
 	}
@@ -113,7 +117,7 @@ func (t transitions) deviations(connections int64) string {
 	}
 	var extra []string
 	for k, v := range t {
-		if !slices.Contains(perConnection, k) && k != inferredKey && k != wrongOwnerKey {
+		if !slices.Contains(perConnection, k) && !aside(k) {
 			extra = append(extra, fmt.Sprintf("%s %+d", k, v))
 		}
 	}
@@ -151,9 +155,8 @@ func countDaemonEventsOwned(r io.Reader, port int, own owners) (transitions, err
 			if !ok1 || !ok2 || !ok3 || !ok4 {
 				return t, fmt.Errorf("state event without old/new/sport/dport: %.200s", line)
 			}
-			before := t.total()
-			t.add(old, new, sport, dport, port, bytes.Contains(line, []byte(`"source":"inferred"`)))
-			if t.total() != before && own.known() {
+			counted := t.add(old, new, sport, dport, port, bytes.Contains(line, []byte(`"source":"inferred"`)))
+			if counted && own.known() {
 				if pid, ok := intField(line, "pid"); !ok || !own.right(pid, sport, port) {
 					t[wrongOwnerKey]++
 				}

@@ -87,30 +87,22 @@ func Run(cfg Config) (Result, error) {
 	if err := cfg.check(); err != nil {
 		return Result{}, err
 	}
-	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = 10 * time.Second
-	}
-	var (
-		count      counters
-		stopServer atomic.Bool
-		servers    sync.WaitGroup
-	)
-	port, closeServer, err := startServer(&cfg, &count, &stopServer, &servers)
+	var count counters
+	srv, err := serve(&cfg, &count)
 	if err != nil {
 		return Result{}, err
 	}
+	port := srv.port
 
 	elapsed := runClients(&cfg, port, 0, cfg.Clients, &count)
 
 	// The tracer counts server-side transitions too: leave only when the
 	// server has closed every connection the clients completed.
-	deadline := time.Now().Add(cfg.DrainTimeout)
+	deadline := time.Now().Add(cfg.drainTimeout())
 	for count.closed.Load()+count.resets.Load() < count.completed.Load() && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	stopServer.Store(true)
-	closeServer()
-	servers.Wait()
+	srv.shutdown()
 
 	r := Result{
 		Connections:  count.completed.Load(),
@@ -136,6 +128,39 @@ func Run(cfg Config) (Result, error) {
 			r.ServerClosed, r.Connections)
 	}
 	return r, nil
+}
+
+// drainTimeout is cfg.DrainTimeout, 10 s when unset.
+func (c *Config) drainTimeout() time.Duration {
+	if c.DrainTimeout == 0 {
+		return 10 * time.Second
+	}
+	return c.DrainTimeout
+}
+
+// server is a run's server workers, started by serve.
+type server struct {
+	port  int
+	stop  atomic.Bool
+	wg    sync.WaitGroup
+	close func() // closes the listeners once the workers stopped
+}
+
+// serve starts cfg.Servers server workers counting into count.
+func serve(cfg *Config, count *counters) (*server, error) {
+	s := &server{}
+	var err error
+	if s.port, s.close, err = startServer(cfg, count, &s.stop, &s.wg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// shutdown stops the workers and closes the listeners.
+func (s *server) shutdown() {
+	s.stop.Store(true)
+	s.close()
+	s.wg.Wait()
 }
 
 // runClients runs cfg.Clients client workers for cfg.Duration; worker k

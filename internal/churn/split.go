@@ -2,8 +2,6 @@ package churn
 
 import (
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -25,21 +23,15 @@ func Serve(cfg Config, ready func(port int), stop <-chan struct{}) (Result, erro
 	if cfg.Mode != Raw || cfg.ServerPort == 0 {
 		return Result{}, fmt.Errorf("a server process needs raw mode and a fixed port")
 	}
-	if cfg.DrainTimeout == 0 {
-		cfg.DrainTimeout = 10 * time.Second
-	}
-	var (
-		count      counters
-		stopServer atomic.Bool
-		servers    sync.WaitGroup
-	)
-	port, closeServer, err := startServer(&cfg, &count, &stopServer, &servers)
+	var count counters
+	srv, err := serve(&cfg, &count)
 	if err != nil {
 		return Result{}, err
 	}
+	port := srv.port
 	ready(port)
 	<-stop
-	deadline := time.Now().Add(cfg.DrainTimeout)
+	deadline := time.Now().Add(cfg.drainTimeout())
 	last, since := count.accepted.Load(), time.Now()
 	for time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -50,9 +42,7 @@ func Serve(cfg Config, ready func(port int), stop <-chan struct{}) (Result, erro
 			break
 		}
 	}
-	stopServer.Store(true)
-	closeServer()
-	servers.Wait()
+	srv.shutdown()
 	r := Result{Accepted: count.accepted.Load(), ServerClosed: count.closed.Load(),
 		ServerResets: count.resets.Load(), ServerPort: port, Mode: cfg.Mode, Servers: cfg.Servers}
 	if err := count.serverError(); err != nil {
