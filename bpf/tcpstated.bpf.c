@@ -65,9 +65,20 @@ __u64 watched = 0;
 
 /* A child's LISTEN -> SYN_RECV, held until its next transition: the
  * kernel sets the child's ports, addresses and cookie only after it. */
+struct held_change {
+	__u64 ts_ns;
+	__u64 listener; /* the listener's cookie; 0: it had none */
+};
+
 struct held {
 	__u64 sk;
-	__u64 ts_ns;
+	struct held_change change;
+	/* The child whose SYN_RECV -> ESTABLISHED this CPU made last: the
+	 * kernel wakes its listener next (tcp_child_process), on this CPU. */
+	__u64 accepted;
+	__u32 accepted_netns;
+	__u16 accepted_port;
+	__u16 _pad;
 };
 
 struct tw_info {
@@ -113,8 +124,8 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, __u64);   /* struct sock * */
-	__type(value, __u64); /* ts_ns */
+	__type(key, __u64); /* struct sock * */
+	__type(value, struct held_change);
 } held_more SEC(".maps");
 
 struct {
@@ -276,7 +287,7 @@ static __always_inline __u64 switch_time(__u64 now, __u64 now_j, __u64 expires,
 /* One RECORD_STATE for a full socket. The owner is named only when the
  * change runs in its system call (src != OWNER_UNKNOWN). */
 static __always_inline void emit_state(struct sock *sk, __u64 cookie, __u64 now,
-				       __u64 tw, __u8 src, __u16 sport,
+				       __u64 tw, __u64 aux, __u8 src, __u16 sport,
 				       __u16 dport, __u8 family, __u8 oldstate,
 				       __u8 news, __u8 flags)
 {
@@ -296,7 +307,7 @@ static __always_inline void emit_state(struct sock *sk, __u64 cookie, __u64 now,
 	r->since_ns = 0; /* user space knows when the old state began */
 	r->cookie = cookie;
 	r->tw = tw;
-	r->aux = 0;
+	r->aux = aux;
 	r->jiffies = 0;
 	r->pid = pid;
 	r->owner_src = src;
@@ -415,7 +426,10 @@ int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
 }
 
 /* Holds a child's LISTEN -> SYN_RECV; the held one it displaces, if any,
- * moves to held_more. */
+ * moves to held_more. The child is still a byte copy of its listener here
+ * (inet_csk_clone_lock sets the child's own cookie right after this
+ * change), so its cookie field is the listener's: which of several
+ * SO_REUSEPORT listeners the kernel chose, and so whose process accepts. */
 static __always_inline void hold_child(struct sock *sk, __u64 now)
 {
 	__u32 zero = 0;
@@ -423,29 +437,31 @@ static __always_inline void hold_child(struct sock *sk, __u64 now)
 
 	if (!h)
 		return;
-	if (h->sk && bpf_map_update_elem(&held_more, &h->sk, &h->ts_ns, BPF_ANY))
+	if (h->sk && bpf_map_update_elem(&held_more, &h->sk, &h->change, BPF_ANY))
 		count(COUNTER_HELD_FULL);
 	h->sk = (__u64)sk;
-	h->ts_ns = now;
+	h->change.ts_ns = now;
+	h->change.listener = sk->__sk_common.skc_cookie.counter;
 }
 
-/* When this child's LISTEN -> SYN_RECV happened, or 0 if it is not held. */
-static __always_inline __u64 take_held(struct sock *sk)
+/* This child's held LISTEN -> SYN_RECV, if any (ts_ns 0: none). */
+static __always_inline struct held_change take_held(struct sock *sk)
 {
 	__u32 zero = 0;
 	struct held *h = bpf_map_lookup_elem(&held_slot, &zero);
-	__u64 key = (__u64)sk, ts, *more;
+	struct held_change c = {}, *more;
+	__u64 key = (__u64)sk;
 
 	if (h && h->sk == key) {
 		h->sk = 0;
-		return h->ts_ns;
+		return h->change;
 	}
 	more = bpf_map_lookup_elem(&held_more, &key);
 	if (!more)
-		return 0;
-	ts = *more;
+		return c;
+	c = *more;
 	bpf_map_delete_elem(&held_more, &key);
-	return ts;
+	return c;
 }
 
 static __always_inline void handle_state(struct sock *sk, int oldstate,
@@ -477,11 +493,20 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
 	sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
 	dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (oldstate == TCP_SYN_RECV) {
-		__u64 at = take_held(sk);
+		struct held_change c = take_held(sk);
 
-		if (at)
-			emit_state(sk, cookie, at, 0, OWNER_UNKNOWN, sport,
-				   dport, family, TCP_LISTEN, TCP_SYN_RECV, 0);
+		if (c.ts_ns) {
+			struct held *h = bpf_map_lookup_elem(&held_slot, &zero);
+
+			emit_state(sk, cookie, c.ts_ns, 0, c.listener,
+				   OWNER_UNKNOWN, sport, dport, family,
+				   TCP_LISTEN, TCP_SYN_RECV, 0);
+			if (h && newstate == TCP_ESTABLISHED) {
+				h->accepted = cookie;
+				h->accepted_port = sport;
+				h->accepted_netns = sk->__sk_common.skc_net.net->ns.inum;
+			}
+		}
 	}
 
 	/* Only these run in the owner's own system call. */
@@ -515,8 +540,49 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
 		}
 	}
 
-	emit_state(sk, cookie, now, tw, src, sport, dport, family, oldstate,
+	emit_state(sk, cookie, now, tw, 0, src, sport, dport, family, oldstate,
 		   news, flags);
+}
+
+/* A listener is woken for the child this CPU just established: name the
+ * listener, so that user space knows whose process accepts it when
+ * several listen on its port. The same wake-up runs for every socket that
+ * receives data; those return at the first test. */
+SEC("tp_btf/sk_data_ready")
+int BPF_PROG(on_data_ready, struct sock *sk)
+{
+	__u32 zero = 0;
+	struct held *h;
+	struct record *r;
+	__u64 child;
+
+	if (sk->__sk_common.skc_state != TCP_LISTEN)
+		return 0;
+	h = bpf_map_lookup_elem(&held_slot, &zero);
+	if (!h || !h->accepted)
+		return 0;
+	child = h->accepted;
+	h->accepted = 0;
+	if (sk->__sk_common.skc_num != h->accepted_port ||
+	    sk->__sk_common.skc_net.net->ns.inum != h->accepted_netns ||
+	    sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	r = reserve();
+	if (!r)
+		return 0;
+	__builtin_memset(r, 0, sizeof(*r));
+	r->kind = RECORD_ACCEPT;
+	r->ts_ns = bpf_ktime_get_ns();
+	r->cookie = child;
+	r->aux = bpf_get_socket_cookie(sk);
+	r->family = family_of(sk->__sk_common.skc_family);
+	r->sport = h->accepted_port;
+	r->netns = h->accepted_netns;
+	r->oldstate = TCP_LISTEN;
+	r->newstate = TCP_ESTABLISHED;
+	r->owner_src = OWNER_UNKNOWN;
+	submit(r);
+	return 0;
 }
 
 /* The timewait socket whose timer this is, or 0. */

@@ -21,6 +21,10 @@ enum record_kind {
 	RECORD_SOCKET = 4,
 	/* Iterator: a process holds a TCP socket as a file descriptor. */
 	RECORD_FILE = 5,
+	/* An accepted child (cookie) is queued on its listener (aux: the
+	 * listener's cookie), the one of several SO_REUSEPORT listeners the
+	 * kernel chose. States: LISTEN -> ESTABLISHED. */
+	RECORD_ACCEPT = 6,
 };
 
 /* Why the daemon believes a process owns a socket. */
@@ -71,7 +75,8 @@ struct record {
 	__u64 since_ns; /* when the old state began; 0: not seen */
 	__u64 cookie;   /* socket cookie; stays with the timewait socket */
 	__u64 tw;       /* identity of the timewait socket, 0 if none */
-	__u64 aux;      /* TW records: timer expiry (jiffies); FILE: fd */
+	__u64 aux;      /* TW records: timer expiry (jiffies); FILE: fd;
+			 * ACCEPT, LISTEN -> SYN_RECV: the listener's cookie */
 	__u64 jiffies;  /* jiffies when the record was made */
 	__u32 pid;      /* owning process (tgid); 0: not known yet */
 	__u32 cpu_pid;  /* process on the CPU when the change ran */

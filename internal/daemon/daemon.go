@@ -159,6 +159,7 @@ func Open(opt Options) (*Daemon, error) {
 	// A record's gap from its row's state means a change no program ran
 	// for, unless the kernel drops records by owner or state.
 	opt.Tracker.InferGaps = opt.Filter.Pid == 0 && len(opt.Filter.States) == 0
+	opt.Tracker.AwaitAccept = tr.Enabled(events.FeatureAccept)
 	d.trk = tracker.New(opt.Tracker, events.MonotonicNow)
 	var out interface{ Write(*tracker.Report) }
 	if opt.Format == "text" {
@@ -302,6 +303,7 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 	}
 	// Changes no program saw, up to the end: the kernel still has the
 	// sockets; a FIN_WAIT1 row it shows elsewhere is streamed as inferred.
+	d.trk.FlushAwaiting(d.write)
 	d.settleDue(true)
 	d.fanout.Flush()
 	d.checkLoss() // what was lost since the last tick is logged, not only summed

@@ -33,7 +33,8 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 			Entries: st.Sockets, Capacity: st.SocketsMax, Full: st.TableFull,
 			ProcessesEvicted: st.ProcessesEvicted, CommOverflow: st.CommsOverflow,
 			CommLimit: cfg.MaxComms, UnknownTimeWaitEnds: st.UnknownTimeWaitEnds,
-			Inferred: st.Inferred, Duplicates: st.Duplicates, SettleErrors: d.settleErrs.Load(),
+			Inferred: st.Inferred, Duplicates: st.Duplicates, AcceptUnnamed: st.AcceptUnnamed,
+			SettleErrors: d.settleErrs.Load(),
 		},
 		Bounds: bucketBounds,
 	}

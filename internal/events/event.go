@@ -24,6 +24,9 @@ const (
 	KindSocket Kind = 4
 	// KindFile: a process holds a socket as a descriptor.
 	KindFile Kind = 5
+	// KindAccept: an accepted child (Cookie) is queued on the listener
+	// whose cookie is Listener(), of several that may share its port.
+	KindAccept Kind = 6
 )
 
 // Flags qualify a record; they mirror enum record_flag in bpf/tcpstated.h.
@@ -58,7 +61,7 @@ type Event struct {
 	SinceMono uint64 // when Old began; 0: not seen
 	Cookie    uint64 // socket cookie
 	TimeWait  uint64 // identity of the timewait socket, 0 if none
-	Aux       uint64 // timewait timer expiry (jiffies), or the fd
+	Aux       uint64 // timewait timer expiry (jiffies), the fd, or the listener
 	Jiffies   uint64
 	Pid       uint32 // owner (tgid); 0: unknown
 	Owner     OwnerSource
@@ -78,6 +81,15 @@ type Event struct {
 
 // FD returns the descriptor of a KindFile record.
 func (e *Event) FD() int { return int(e.Aux) }
+
+// Listener returns the cookie of the listener a child's LISTEN -> SYN_RECV
+// came from, or 0 where the kernel side could not tell.
+func (e *Event) Listener() uint64 {
+	if e.Kind == KindAccept || e.Kind == KindState && e.Old == Listen && e.New == SynRecv {
+		return e.Aux
+	}
+	return 0
+}
 
 // RecordSize is the size of one ring-buffer record.
 const RecordSize = int(unsafe.Sizeof(tcpstatedRecord{}))
@@ -120,7 +132,7 @@ func Decode(b []byte, e *Event) error {
 	}
 	le := binary.NativeEndian
 	kind := Kind(b[offKind])
-	if kind < KindState || kind > KindFile {
+	if kind < KindState || kind > KindAccept {
 		return fmt.Errorf("%w: unknown kind %d", ErrMalformed, kind)
 	}
 	fam := Family(b[offFamily])

@@ -24,6 +24,8 @@ const (
 	FeatureSnapshot Feature = "snapshot"
 	// FeatureFiles maps sockets to the processes and descriptors holding them.
 	FeatureFiles Feature = "files"
+	// FeatureAccept names the listener each accepted child came from.
+	FeatureAccept Feature = "accept"
 )
 
 // featureDef is what a feature is made of and what it is for.
@@ -48,6 +50,9 @@ var featureDefs = []featureDef{
 	{FeatureFiles, []string{tcpstatedProgSnapshotFiles},
 		"the process and fd holding each socket it knows (workers; with the snapshot, sockets older than the daemon)",
 		"fds, and owners other than the process that called connect, listen or close (a forked worker's accepted sockets)"},
+	{FeatureAccept, []string{tcpstatedProgOnDataReady},
+		"the owner of an accepted connection from its first transition when several processes listen on its port (SO_REUSEPORT)",
+		"with several processes listening on one port, an accepted connection's LISTEN -> SYN_RECV, SYN_RECV -> ESTABLISHED and changes before its close name no owner (pid 0) unless the file table names one first"},
 }
 
 // Features lists every feature, in load order.

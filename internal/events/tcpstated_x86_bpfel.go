@@ -25,9 +25,19 @@ type tcpstatedHandoff struct {
 }
 
 type tcpstatedHeld struct {
-	_    structs.HostLayout
-	Sk   uint64
-	TsNs uint64
+	_             structs.HostLayout
+	Sk            uint64
+	Change        tcpstatedHeldChange
+	Accepted      uint64
+	AcceptedNetns uint32
+	AcceptedPort  uint16
+	Pad           uint16
+}
+
+type tcpstatedHeldChange struct {
+	_        structs.HostLayout
+	TsNs     uint64
+	Listener uint64
 }
 
 type tcpstatedRecord struct {
@@ -90,6 +100,7 @@ const (
 	tcpstatedMapTakenChanges     = "taken_changes"
 	tcpstatedMapTimewaits        = "timewaits"
 	tcpstatedMapTwWatch          = "tw_watch"
+	tcpstatedProgOnDataReady     = "on_data_ready"
 	tcpstatedProgOnState         = "on_state"
 	tcpstatedProgOnStateNested   = "on_state_nested"
 	tcpstatedProgOnTimerCancel   = "on_timer_cancel"
@@ -155,6 +166,7 @@ type tcpstatedSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstatedProgramSpecs struct {
+	OnDataReady     *ebpf.ProgramSpec `ebpf:"on_data_ready"`
 	OnState         *ebpf.ProgramSpec `ebpf:"on_state"`
 	OnStateNested   *ebpf.ProgramSpec `ebpf:"on_state_nested"`
 	OnTimerCancel   *ebpf.ProgramSpec `ebpf:"on_timer_cancel"`
@@ -264,6 +276,7 @@ type tcpstatedVariables struct {
 //
 // It can be passed to loadTcpstatedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstatedPrograms struct {
+	OnDataReady     *ebpf.Program `ebpf:"on_data_ready"`
 	OnState         *ebpf.Program `ebpf:"on_state"`
 	OnStateNested   *ebpf.Program `ebpf:"on_state_nested"`
 	OnTimerCancel   *ebpf.Program `ebpf:"on_timer_cancel"`
@@ -276,6 +289,7 @@ type tcpstatedPrograms struct {
 
 func (p *tcpstatedPrograms) Close() error {
 	return _TcpstatedClose(
+		p.OnDataReady,
 		p.OnState,
 		p.OnStateNested,
 		p.OnTimerCancel,

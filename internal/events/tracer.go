@@ -228,6 +228,11 @@ func (t *Tracer) attach() error {
 			}
 		}
 	}
+	if st := t.loaded.status(FeatureAccept); st.On() {
+		if prog, err := tracing(tcpstatedProgOnDataReady); err != nil {
+			st.refuse(prog, err)
+		}
+	}
 	if prog, err := tracing(tcpstatedProgOnState, tcpstatedProgOnStateNested); err != nil {
 		return coreRefused(prog, err)
 	}

@@ -75,6 +75,7 @@ func Append(b []byte, s *Snapshot) []byte {
 	e.counter1("tcpstated_timewait_ends_untracked_total", "TIME_WAIT ends of sockets that were not in the socket table.", t.UnknownTimeWaitEnds)
 	e.counter1("tcpstated_transitions_inferred_total", "State changes no BPF program ran for, found in the kernel's socket table (asked about FIN_WAIT sockets) or from the next change's old state (streamed with source \"inferred\").", t.Inferred)
 	e.counter1("tcpstated_duplicates_dropped_total", "State changes the kernel side reported a second time (the nested stand-in after an interrupt); dropped, not streamed.", t.Duplicates)
+	e.counter1("tcpstated_accept_unnamed_total", "Accepted connections on a port several processes listen on (SO_REUSEPORT) whose listener the kernel side did not name in time: streamed with no owner until their close or the file table names one.", t.AcceptUnnamed)
 	e.counter1("tcpstated_sock_diag_errors_total", "Failed questions to the kernel's socket table (sock_diag); those FIN_WAIT sockets were reported stuck unchecked.", t.SettleErrors)
 
 	comms := mergeComms(s.Comms)

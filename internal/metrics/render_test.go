@@ -173,6 +173,7 @@ func TestFamilies(t *testing.T) {
 		"tcpstated_transitions_inferred_total":          "counter",
 		"tcpstated_sock_diag_errors_total":              "counter",
 		"tcpstated_duplicates_dropped_total":            "counter",
+		"tcpstated_accept_unnamed_total":                "counter",
 		"tcpstated_sink_reconnects_total":               "counter",
 		"tcpstated_sink_truncated_total":                "counter",
 	}

@@ -94,6 +94,7 @@ type Table struct {
 	UnknownTimeWaitEnds uint64 // TIME_WAIT ends of sockets not in the table
 	Inferred            uint64 // changes no program saw, found in the kernel's socket table
 	Duplicates          uint64 // changes reported twice by the kernel side, dropped
+	AcceptUnnamed       uint64 // accepted children of an ambiguous listener streamed with no owner
 	SettleErrors        uint64 // failed questions to that table
 }
 

@@ -36,6 +36,7 @@ func (t *Tracker) Tick(emit func(*Report)) {
 	if now > t.now {
 		t.now = now
 	}
+	t.expireAwaiting(now, false, emit)
 	var ev events.Event
 	for s := range t.ageing.all() {
 		age := time.Duration(0)

@@ -31,6 +31,10 @@ type Config struct {
 	// not the row's tells of a change no program ran for, streamed as
 	// inferred.
 	InferGaps bool
+	// AwaitAccept: the kernel side names the listener of each accepted
+	// child (KindAccept) right after its handshake, so a child whose
+	// listener is ambiguous waits for it (accept.go).
+	AwaitAccept bool
 }
 
 // Socket is one row of the live table.
@@ -82,6 +86,10 @@ type Stats struct {
 	// table (Settle) or from a record's old state (inferGap); reported
 	// with source "inferred".
 	Inferred uint64
+	// AcceptUnnamed: accepted children of an ambiguous listener that the
+	// kernel side did not name in time (or whose wait was full): streamed
+	// with no owner, as without the accept feature.
+	AcceptUnnamed uint64
 }
 
 // Tracker is safe for one writer (the pipeline) and many readers (API).
@@ -94,6 +102,10 @@ type Tracker struct {
 	now uint64
 
 	sockets map[uint64]*Socket
+	// Accepted children waiting for the kernel to name their listener.
+	awaiting  map[uint64]*awaiting
+	awaitFree []*awaiting
+	releasing bool // applying a waiting child's changes
 	// Rows in LISTEN by namespace and port: an accepted child's owner
 	// until its own close names one (the kernel keeps none).
 	listeners map[listenKey][]*Socket
@@ -190,6 +202,8 @@ func (t *Tracker) ApplyLocked(ev *events.Event, emit func(*Report)) {
 		t.applySnapshot(ev)
 	case events.KindFile:
 		t.applyFile(ev)
+	case events.KindAccept:
+		t.accepted(ev, emit)
 	}
 }
 
@@ -238,11 +252,18 @@ type listenKey struct {
 	port  uint16
 }
 
-// inherit gives a new child (LISTEN -> SYN_RECV) its listener's owner:
-// the listener on its address, or on the wildcard one. Listeners of
-// several processes on one address (SO_REUSEPORT) leave it unknown
-// until the child's close or the file table names it.
-func (t *Tracker) inherit(ev *events.Event) {
+// inherit gives a new child (LISTEN -> SYN_RECV) its listener's owner,
+// and says whether the listener was ambiguous.
+// The kernel side names the listener by cookie; without it (a listener
+// that never had a cookie) the listener on the child's address or the
+// wildcard one stands in, and listeners of several processes on one
+// address (SO_REUSEPORT) leave it unknown until the child's close or the
+// file table names it.
+func (t *Tracker) inherit(ev *events.Event) (ambiguous bool) {
+	if l := t.sockets[ev.Listener()]; l != nil && l.State == events.Listen && l.Pid != 0 {
+		ev.Pid, ev.Comm, ev.Owner = l.Pid, l.Comm, events.OwnerAccept
+		return false
+	}
 	var from *Socket
 	exact := false
 	for _, l := range t.listeners[listenKey{ev.Netns, ev.Sport}] {
@@ -257,12 +278,13 @@ func (t *Tracker) inherit(ev *events.Event) {
 		case from == nil || match && !exact:
 			from, exact = l, match
 		case match == exact && from.Pid != l.Pid:
-			return // ambiguous
+			return true
 		}
 	}
 	if from != nil {
 		ev.Pid, ev.Comm, ev.Owner = from.Pid, from.Comm, events.OwnerAccept
 	}
+	return false
 }
 
 // listening adds or removes a row of the listener index.
@@ -300,8 +322,12 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 		t.stats.Duplicates++
 		return
 	}
-	if ev.Old == events.Listen && ev.New == events.SynRecv && ev.Pid == 0 {
-		t.inherit(ev)
+	if s == nil && t.waiting(ev, emit) {
+		return
+	}
+	if ev.Old == events.Listen && ev.New == events.SynRecv && ev.Pid == 0 &&
+		t.inherit(ev) && src == SourceTracepoint && t.wait(ev) {
+		return
 	}
 	if s != nil && t.cfg.InferGaps && src == SourceTracepoint && ev.Kind == events.KindState &&
 		s.seen[0] != 0 && !s.TimeWait && s.State != ev.Old && ev.Old != events.Close {

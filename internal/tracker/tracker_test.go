@@ -699,3 +699,103 @@ func TestDuplicateDropped(t *testing.T) {
 		t.Errorf("duplicates %d, want 3", st.Duplicates)
 	}
 }
+
+// Two processes listen on one port (SO_REUSEPORT): the child's record names
+// the listener the kernel chose, and only that names the owner.
+func TestChildTakesTheListenerTheKernelNamed(t *testing.T) {
+	f := newFeed(t, Config{})
+	listen := func(cookie uint64, pid uint32, name string) {
+		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: cookie, Pid: pid,
+			Comm: comm(name), Owner: events.OwnerListen, Family: events.IPv4,
+			Saddr: server, Sport: 80, Old: events.Close, New: events.Listen}
+		f.trk.Apply(&ev, f.emit)
+	}
+	listen(1, 100, "worker-a")
+	listen(2, 200, "worker-b")
+	child := func(cookie, listener uint64) *Report {
+		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: cookie,
+			Aux: listener, Family: events.IPv4, Saddr: server, Daddr: client,
+			Sport: 80, Dport: 40000, Old: events.Listen, New: events.SynRecv}
+		f.trk.Apply(&ev, f.emit)
+		return &f.reports[len(f.reports)-1]
+	}
+	if r := child(10, 2); r.Ev.Pid != 200 || r.Ev.Comm.String() != "worker-b" || r.Ev.Owner != events.OwnerAccept {
+		t.Fatalf("child of listener 2: pid %d comm %q owner %v, want 200 worker-b accept", r.Ev.Pid, r.Ev.Comm, r.Ev.Owner)
+	}
+	if r := child(11, 1); r.Ev.Pid != 100 {
+		t.Fatalf("child of listener 1: pid %d, want 100", r.Ev.Pid)
+	}
+	// Without the kernel's word the two listeners are ambiguous.
+	if r := child(12, 0); r.Ev.Pid != 0 {
+		t.Fatalf("child of an unnamed listener: pid %d, want 0 (ambiguous)", r.Ev.Pid)
+	}
+	// A cookie that is not a listener's row names nobody.
+	if r := child(13, 10); r.Ev.Pid != 0 {
+		t.Fatalf("child naming a non-listener: pid %d, want 0", r.Ev.Pid)
+	}
+	// The child's later records keep the owner it took.
+	ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: 10, Family: events.IPv4,
+		Saddr: server, Daddr: client, Sport: 80, Dport: 40000, Old: events.SynRecv, New: events.Established}
+	f.trk.Apply(&ev, f.emit)
+	if r := f.reports[len(f.reports)-1]; r.Ev.Pid != 200 {
+		t.Fatalf("child's SYN_RECV -> ESTABLISHED: pid %d, want 200", r.Ev.Pid)
+	}
+}
+
+// With the kernel naming listeners (AwaitAccept), an ambiguous child's
+// changes wait for its KindAccept record, and go on unowned if it never
+// comes.
+func TestAmbiguousChildWaitsForItsListener(t *testing.T) {
+	f := newFeed(t, Config{AwaitAccept: true})
+	for i, pid := range []uint32{100, 200} {
+		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: uint64(i + 1), Pid: pid,
+			Comm: comm("worker"), Owner: events.OwnerListen, Family: events.IPv4,
+			Saddr: server, Sport: 80, Old: events.Close, New: events.Listen}
+		f.trk.Apply(&ev, f.emit)
+	}
+	change := func(cookie uint64, old, nw events.State) {
+		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: cookie, Family: events.IPv4,
+			Saddr: server, Daddr: client, Sport: 80, Dport: 40000, Old: old, New: nw}
+		f.trk.Apply(&ev, f.emit)
+	}
+	n := len(f.reports)
+	change(10, events.Listen, events.SynRecv)
+	change(10, events.SynRecv, events.Established)
+	change(10, events.SynRecv, events.Established) // the kernel side's rare second report
+	if len(f.reports) != n {
+		t.Fatalf("an ambiguous child's changes were streamed before its listener was named: %+v", f.reports[n:])
+	}
+	acc := events.Event{Kind: events.KindAccept, Mono: f.clk.now(), Cookie: 10, Aux: 2, Family: events.IPv4,
+		Sport: 80, Old: events.Listen, New: events.Established}
+	f.trk.Apply(&acc, f.emit)
+	got := f.reports[n:]
+	if len(got) != 2 || got[0].Ev.New != events.SynRecv || got[1].Ev.New != events.Established {
+		t.Fatalf("after the accept record: %d reports, want LISTEN>SYN_RECV and SYN_RECV>ESTABLISHED", len(got))
+	}
+	for _, r := range got {
+		if r.Ev.Pid != 200 || r.Ev.Owner != events.OwnerAccept {
+			t.Errorf("%v>%v: pid %d owner %v, want 200 accept", r.Ev.Old, r.Ev.New, r.Ev.Pid, r.Ev.Owner)
+		}
+	}
+	if st := f.trk.Stats(); st.Duplicates != 1 || st.AcceptUnnamed != 0 {
+		t.Errorf("stats %+v: want 1 duplicate, 0 unnamed", st)
+	}
+
+	// Never named: after awaitFor the changes go on with no owner.
+	n = len(f.reports)
+	change(11, events.Listen, events.SynRecv)
+	f.clk.advance(awaitFor)
+	f.trk.Tick(f.emit)
+	if got := f.reports[n:]; len(got) != 1 || got[0].Ev.Pid != 0 || got[0].Ev.New != events.SynRecv {
+		t.Fatalf("an unnamed child after %v: %d reports, want its LISTEN>SYN_RECV with no owner", awaitFor, len(got))
+	}
+	if st := f.trk.Stats(); st.AcceptUnnamed != 1 {
+		t.Errorf("AcceptUnnamed %d, want 1", st.AcceptUnnamed)
+	}
+	// It has a row now: its next change is streamed at once.
+	n = len(f.reports)
+	change(11, events.SynRecv, events.Established)
+	if len(f.reports) != n+1 {
+		t.Errorf("a released child's next change was held")
+	}
+}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A peer is this test binary re-executed as a separate process that opens,
@@ -70,6 +72,30 @@ func runPeer(in io.Reader, out io.Writer) int {
 			}
 			ln = l
 			reply("ok %d", l.Addr().(*net.TCPAddr).Port)
+		case "listenreuse": // listenreuse NETWORK ADDR: with SO_REUSEPORT, as nginx workers do
+			lc := net.ListenConfig{Control: reusePort}
+			lc.SetMultipathTCP(false)
+			l, err := lc.Listen(context.Background(), f[1], f[2])
+			if err != nil {
+				reply("err %v", err)
+				continue
+			}
+			ln = l
+			reply("ok %d", l.Addr().(*net.TCPAddr).Port)
+		case "acceptqueued": // accept what is queued; reply the peers' ports
+			var ports []string
+			tl := ln.(*net.TCPListener)
+			for {
+				tl.SetDeadline(time.Now().Add(200 * time.Millisecond))
+				c, err := tl.Accept()
+				if err != nil {
+					break
+				}
+				conns = append(conns, c)
+				ports = append(ports, strconv.Itoa(c.RemoteAddr().(*net.TCPAddr).Port))
+			}
+			tl.SetDeadline(time.Time{})
+			reply("ok %s", strings.Join(ports, ","))
 		case "accept": // accept [N]
 			n := 1
 			if len(f) > 1 {
@@ -349,4 +375,15 @@ func sendStrayACK(from, to uint16) error {
 	}
 	binary.BigEndian.PutUint16(seg[16:], ^uint16(sum))
 	return syscall.Sendto(fd, seg, 0, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
+}
+
+// reusePort sets SO_REUSEPORT before bind.
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -266,5 +267,83 @@ func TestSummaryReportsNoLoss(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("no summary on stderr:\n%s", stderr)
+	}
+}
+
+// Two processes listen on one port with SO_REUSEPORT (as nginx workers
+// and Envoy do): the kernel picks one listener per connection, and each
+// accepted socket must name the process whose listener it came from, on
+// every transition, also those in softirq before accept().
+//
+// Without the accept feature (disabled, or a kernel before 6.3 without the
+// sock:sk_data_ready tracepoint) the changes before the close name no
+// owner rather than a wrong one.
+func TestReusePortListenersInTwoProcesses(t *testing.T) {
+	named := kernelHasTracepoint(t, "sk_data_ready")
+	t.Run("default", func(t *testing.T) { reusePortListeners(t, StartDaemon(t), named) })
+	t.Run("accept disabled", func(t *testing.T) {
+		d := StartDaemon(t, "--disable-feature", "accept")
+		checkFeatureReported(t, d, "accept")
+		reusePortListeners(t, d, false)
+	})
+}
+
+func reusePortListeners(t *testing.T, d *Daemon, named bool) {
+	a, b, client := StartPeer(t), StartPeer(t), StartPeer(t)
+	port := a.Port("listenreuse tcp4 127.0.0.1:0")
+	b.Port("listenreuse tcp4 127.0.0.1:%d", port)
+	const n = 16
+	client.Port("connect tcp4 127.0.0.1:%d %d", port, n)
+	acceptor := map[int]int{} // client port -> pid that accepted
+	for _, p := range []*Peer{a, b} {
+		reply := p.Do("acceptqueued")
+		for _, f := range strings.Split(strings.TrimPrefix(strings.TrimPrefix(reply, "ok"), " "), ",") {
+			if f == "" {
+				continue
+			}
+			cp, err := strconv.Atoi(f)
+			if err != nil {
+				t.Fatalf("acceptqueued: %q", reply)
+			}
+			acceptor[cp] = p.Pid
+		}
+	}
+	if len(acceptor) != n {
+		t.Fatalf("accepted %d connections of %d", len(acceptor), n)
+	}
+	perPid := map[int]int{}
+	for _, pid := range acceptor {
+		perPid[pid]++
+	}
+	if len(perPid) < 2 {
+		t.Logf("the kernel gave every connection to one listener (%v): the scenario shows no choice", perPid)
+	}
+	client.Do("close")
+	evs := d.WaitFor("every accepted socket in CLOSE_WAIT", 10*time.Second, func(evs []Event) bool {
+		waiting := 0
+		for _, e := range onPort(evs, port) {
+			if e.Sport == port && e.New == "CLOSE_WAIT" {
+				waiting++
+			}
+		}
+		return waiting == n
+	})
+	for cookie, sevs := range bySocket(onPort(evs, port)) {
+		if role(sevs, port) != "server" {
+			continue
+		}
+		if steps := transitions(sevs); !slices.Equal(steps, passiveClose[:3]) {
+			t.Errorf("accepted socket %d: transitions %v, want %v", cookie, steps, passiveClose[:3])
+		}
+		for _, e := range sevs {
+			want := acceptor[e.Dport]
+			if !named && e.Pid == 0 && e.Owner == "unknown" {
+				continue // the listener is ambiguous: no owner, never a wrong one
+			}
+			if e.Pid != want {
+				t.Errorf("accepted socket %d (client port %d): %s>%s owned by pid %d (%s, owner %s), want %d, whose listener took it (listeners: %d, %d; on-CPU pid %d)",
+					cookie, e.Dport, e.Old, e.New, e.Pid, e.Comm, e.Owner, want, a.Pid, b.Pid, e.CPUPid)
+			}
+		}
 	}
 }
