@@ -25,6 +25,8 @@ func (d *Daemon) logFeatures() {
 			on = append(on, string(f.Name))
 		case events.FeatureDisabled:
 			d.log.Info().Str("feature", string(f.Name)).Str("loses", f.Loses).Msg("feature disabled")
+		case events.FeatureUnsupported:
+			d.log.Info().Str("feature", string(f.Name)).Str("reason", f.Reason).Str("loses", f.Loses).Msg("feature not in this kernel")
 		default:
 			d.log.Warn().Str("feature", string(f.Name)).Str("program", f.Program).Str("reason", f.Reason).
 				Str("loses", f.Loses).Msg("the kernel refused a feature; tracing goes on without it")

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,25 +35,29 @@ type featureDef struct {
 	programs []string
 	gives    string
 	loses    string
+	// tracepoint a kernel older than since lacks: without it the feature
+	// is unsupported there, which is the kernel's age, not a fault.
+	tracepoint, since string
 }
 
 // featureDefs in the order features are loaded and reported.
 var featureDefs = []featureDef{
 	{FeatureCore, []string{tcpstatedProgOnState, tcpstatedProgOnStateNested},
 		"every TCP state change, owners from connect, listen and close",
-		"everything: tcpstated cannot trace without it"},
+		"everything: tcpstated cannot trace without it", "", ""},
 	{FeatureTimeWait, []string{tcpstatedProgOnTimerStart, tcpstatedProgOnTimerCancel, tcpstatedProgOnTimerExpire, tcpstatedProgPollTimewaits},
 		"TIME_WAIT entry and exit (time spent, expired or ended early), orphaned FIN_WAIT2",
-		"TIME_WAIT: closes show FIN_WAIT2 -> CLOSE as the full socket makes it; no TIME_WAIT exits, durations or time_wait_pressure"},
+		"TIME_WAIT: closes show FIN_WAIT2 -> CLOSE as the full socket makes it; no TIME_WAIT exits, durations or time_wait_pressure", "", ""},
 	{FeatureSnapshot, []string{tcpstatedProgSnapshotSockets},
 		"sockets older than the daemon, in every network namespace",
-		"sockets older than the daemon appear only at their next state change; earlier leaks and TIME_WAITs go unreported"},
+		"sockets older than the daemon appear only at their next state change; earlier leaks and TIME_WAITs go unreported", "", ""},
 	{FeatureFiles, []string{tcpstatedProgSnapshotFiles},
 		"the process and fd holding each socket it knows (workers; with the snapshot, sockets older than the daemon)",
-		"fds, and owners other than the process that called connect, listen or close (a forked worker's accepted sockets)"},
+		"fds, and owners other than the process that called connect, listen or close (a forked worker's accepted sockets)", "", ""},
 	{FeatureAccept, []string{tcpstatedProgOnDataReady},
 		"the owner of an accepted connection from its first transition when several processes listen on its port (SO_REUSEPORT)",
-		"with several processes listening on one port, an accepted connection's LISTEN -> SYN_RECV, SYN_RECV -> ESTABLISHED and changes before its close name no owner (pid 0) unless the file table names one first"},
+		"with several processes listening on one port, an accepted connection's LISTEN -> SYN_RECV, SYN_RECV -> ESTABLISHED and changes before its close name no owner (pid 0) unless the file table names one first, on kernels that set the child's cookie before its first change",
+		"sk_data_ready", "6.3"},
 }
 
 // Features lists every feature, in load order.
@@ -89,6 +94,8 @@ const (
 	FeatureOn       FeatureState = "on"
 	FeatureRefused  FeatureState = "refused"  // the kernel did not allow it
 	FeatureDisabled FeatureState = "disabled" // --disable-feature
+	// FeatureUnsupported: the kernel is older than the hook it needs.
+	FeatureUnsupported FeatureState = "unsupported"
 )
 
 // refusal is a kernel's refusal as an operator reads it (KernelReason),
@@ -143,6 +150,25 @@ func (f *FeatureStatus) turnOff(state FeatureState, program, reason string) {
 // refuse turns a feature off because of err (a load or attach error).
 func (f *FeatureStatus) refuse(program string, err error) {
 	f.turnOff(FeatureRefused, program, KernelReason(err))
+}
+
+// unsupported turns a feature off on a kernel without its tracepoint.
+func (f *FeatureStatus) unsupported(d featureDef) {
+	f.turnOff(FeatureUnsupported, "", fmt.Sprintf("this kernel has no %s tracepoint (Linux >= %s)", d.tracepoint, d.since))
+}
+
+// missingTracepoint says whether the kernel's BTF lacks the feature's
+// tracepoint. A BTF that cannot be read says nothing: the load decides.
+func (d featureDef) missingTracepoint() bool {
+	if d.tracepoint == "" {
+		return false
+	}
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return false
+	}
+	_, err = spec.AnyTypeByName("btf_trace_" + d.tracepoint)
+	return errors.Is(err, btf.ErrNotFound)
 }
 
 func (f *FeatureStatus) disable() {

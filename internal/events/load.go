@@ -95,6 +95,8 @@ func loadAll(spec *ebpf.CollectionSpec, disabled map[Feature]bool, twUnavailable
 			st.disable()
 		case def.name == FeatureTimeWait && twUnavailable != nil:
 			st.refuse("", twUnavailable)
+		case def.missingTracepoint():
+			st.unsupported(def)
 		default:
 			if prog, err := l.loadFeature(def.programs, out.progs); err != nil {
 				if def.name == FeatureCore {

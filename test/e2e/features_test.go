@@ -20,13 +20,13 @@ var allFeatures = []string{"core", "timewait", "snapshot", "files", "accept"}
 
 // featureWanted is the state a feature must be in with off turned off:
 // accept needs the sock:sk_data_ready tracepoint (Linux 6.3), which older
-// kernels of the matrix lack, so there it is refused.
+// kernels of the matrix lack: there it is unsupported (not a fault).
 func featureWanted(t *testing.T, name, off string) string {
 	switch {
 	case name == off:
 		return "disabled"
 	case name == "accept" && !kernelHasTracepoint(t, "sk_data_ready"):
-		return "refused"
+		return "unsupported"
 	}
 	return "on"
 }
