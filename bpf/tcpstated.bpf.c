@@ -442,6 +442,14 @@ static __always_inline void hold_child(struct sock *sk, __u64 now)
 	h->sk = (__u64)sk;
 	h->change.ts_ns = now;
 	h->change.listener = sk->__sk_common.skc_cookie.counter;
+	/* The listener is woken for this child next: right after this change
+	 * for a TCP Fast Open child (queued at its SYN), after its
+	 * SYN_RECV -> ESTABLISHED otherwise, which sets these again. Where
+	 * the kernel has not set the child's cookie yet (6.1) this is the
+	 * listener's, under which no child waits in user space. */
+	h->accepted = sk->__sk_common.skc_cookie.counter;
+	h->accepted_port = sk->__sk_common.skc_num;
+	h->accepted_netns = sk->__sk_common.skc_net.net->ns.inum;
 }
 
 /* This child's held LISTEN -> SYN_RECV, if any (ts_ns 0: none). */
