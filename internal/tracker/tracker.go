@@ -322,8 +322,11 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 		t.stats.Duplicates++
 		return
 	}
-	if s == nil && t.waiting(ev, emit) {
-		return
+	if s == nil && len(t.awaiting) > 0 {
+		if t.waiting(ev, emit) {
+			return
+		}
+		s = t.sockets[ev.Cookie] // waiting may have released the child's row
 	}
 	if ev.Old == events.Listen && ev.New == events.SynRecv && ev.Pid == 0 &&
 		t.inherit(ev) && src == SourceTracepoint && t.wait(ev) {

@@ -799,3 +799,40 @@ func TestAmbiguousChildWaitsForItsListener(t *testing.T) {
 		t.Errorf("a released child's next change was held")
 	}
 }
+
+// A waiting child whose fifth change comes (or a record that is not a
+// state change) goes on at once, and that record lands on the row the
+// release made, not a new one.
+func TestWaitingChildReleasedByItsOwnChanges(t *testing.T) {
+	f := newFeed(t, Config{AwaitAccept: true})
+	for i, pid := range []uint32{100, 200} {
+		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: uint64(i + 1), Pid: pid,
+			Comm: comm("worker"), Owner: events.OwnerListen, Family: events.IPv4,
+			Saddr: server, Sport: 80, Old: events.Close, New: events.Listen}
+		f.trk.Apply(&ev, f.emit)
+	}
+	n := len(f.reports)
+	steps := [][2]events.State{{events.Listen, events.SynRecv}, {events.SynRecv, events.Established},
+		{events.Established, events.CloseWait}, {events.CloseWait, events.LastAck}, {events.LastAck, events.Close}}
+	for _, st := range steps {
+		f.clk.advance(time.Millisecond)
+		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: 10, Family: events.IPv4,
+			Saddr: server, Daddr: client, Sport: 80, Dport: 40000, Old: st[0], New: st[1]}
+		f.trk.Apply(&ev, f.emit)
+	}
+	got := f.reports[n:]
+	if len(got) != len(steps) {
+		t.Fatalf("%d reports, want %d", len(got), len(steps))
+	}
+	for i, r := range got {
+		if r.Ev.Old != steps[i][0] || r.Ev.New != steps[i][1] {
+			t.Errorf("report %d: %v>%v, want %v>%v", i, r.Ev.Old, r.Ev.New, steps[i][0], steps[i][1])
+		}
+		if i > 0 && !r.HasDur {
+			t.Errorf("report %d (%v>%v) has no duration: it did not land on the child's row", i, r.Ev.Old, r.Ev.New)
+		}
+	}
+	if st := f.trk.Stats(); st.Sockets != 2 || st.AcceptUnnamed != 1 {
+		t.Errorf("stats %+v: want the two listeners only and 1 unnamed", st)
+	}
+}
