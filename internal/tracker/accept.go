@@ -51,11 +51,9 @@ func (t *Tracker) wait(ev *events.Event) bool {
 }
 
 // waiting queues a later change of a waiting child behind the ones before
-// it. A child with no row is the only kind that can be waiting.
+// it. A child with no row is the only kind that can be waiting (and one
+// being released is no longer in awaiting).
 func (t *Tracker) waiting(ev *events.Event, emit func(*Report)) bool {
-	if len(t.awaiting) == 0 || t.releasing {
-		return false
-	}
 	a := t.awaiting[ev.Cookie]
 	if a == nil {
 		return false
@@ -80,10 +78,9 @@ func (t *Tracker) accepted(ev *events.Event, emit func(*Report)) {
 	if a == nil {
 		return // its listener was not in doubt, or it waited too long
 	}
-	l := t.sockets[ev.Listener()]
-	if l == nil || l.State != events.Listen || l.Pid == 0 || l.Sport != ev.Sport || l.Netns != ev.Netns {
+	l := t.listenerOf(ev)
+	if l == nil {
 		t.stats.AcceptUnnamed++
-		l = nil
 	}
 	t.releaseWaiting(ev.Cookie, a, l, emit)
 }

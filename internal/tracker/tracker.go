@@ -252,15 +252,29 @@ type listenKey struct {
 	port  uint16
 }
 
-// inherit gives a new child (LISTEN -> SYN_RECV) its listener's owner,
-// and says whether the listener was ambiguous.
-// The kernel side names the listener by cookie; without it (a listener
-// that never had a cookie) the listener on the child's address or the
-// wildcard one stands in, and listeners of several processes on one
-// address (SO_REUSEPORT) leave it unknown until the child's close or the
-// file table names it.
+// listenerOf is the owned listener row the kernel side named for a
+// child's record (by cookie, on the child's port and namespace), or nil.
+func (t *Tracker) listenerOf(ev *events.Event) *Socket {
+	cookie := ev.Listener()
+	if cookie == 0 {
+		return nil
+	}
+	l := t.sockets[cookie]
+	if l == nil || l.State != events.Listen || l.Pid == 0 || l.Sport != ev.Sport || l.Netns != ev.Netns {
+		return nil
+	}
+	return l
+}
+
+// inherit gives a new child (LISTEN -> SYN_RECV) its listener's owner and
+// says whether the listener was ambiguous. The kernel side names the
+// listener by cookie where it can; otherwise the listener on the child's
+// address or the wildcard one stands in, and listeners of several
+// processes on one address (SO_REUSEPORT) leave it unknown until the
+// kernel's KindAccept record (accept.go), the child's close or the file
+// table names it.
 func (t *Tracker) inherit(ev *events.Event) (ambiguous bool) {
-	if l := t.sockets[ev.Listener()]; l != nil && l.State == events.Listen && l.Pid != 0 {
+	if l := t.listenerOf(ev); l != nil {
 		ev.Pid, ev.Comm, ev.Owner = l.Pid, l.Comm, events.OwnerAccept
 		return false
 	}

@@ -700,18 +700,22 @@ func TestDuplicateDropped(t *testing.T) {
 	}
 }
 
-// Two processes listen on one port (SO_REUSEPORT): the child's record names
-// the listener the kernel chose, and only that names the owner.
-func TestChildTakesTheListenerTheKernelNamed(t *testing.T) {
-	f := newFeed(t, Config{})
-	listen := func(cookie uint64, pid uint32, name string) {
-		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: cookie, Pid: pid,
+// twoListeners: processes 100 (worker-a) and 200 (worker-b) listen on
+// server:80 with SO_REUSEPORT, as cookies 1 and 2.
+func (f *feed) twoListeners() {
+	for i, name := range []string{"worker-a", "worker-b"} {
+		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: uint64(i + 1), Pid: uint32(100 * (i + 1)),
 			Comm: comm(name), Owner: events.OwnerListen, Family: events.IPv4,
 			Saddr: server, Sport: 80, Old: events.Close, New: events.Listen}
 		f.trk.Apply(&ev, f.emit)
 	}
-	listen(1, 100, "worker-a")
-	listen(2, 200, "worker-b")
+}
+
+// Two processes listen on one port (SO_REUSEPORT): the child's record names
+// the listener the kernel chose, and only that names the owner.
+func TestChildTakesTheListenerTheKernelNamed(t *testing.T) {
+	f := newFeed(t, Config{})
+	f.twoListeners()
 	child := func(cookie, listener uint64) *Report {
 		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: cookie,
 			Aux: listener, Family: events.IPv4, Saddr: server, Daddr: client,
@@ -747,12 +751,7 @@ func TestChildTakesTheListenerTheKernelNamed(t *testing.T) {
 // comes.
 func TestAmbiguousChildWaitsForItsListener(t *testing.T) {
 	f := newFeed(t, Config{AwaitAccept: true})
-	for i, pid := range []uint32{100, 200} {
-		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: uint64(i + 1), Pid: pid,
-			Comm: comm("worker"), Owner: events.OwnerListen, Family: events.IPv4,
-			Saddr: server, Sport: 80, Old: events.Close, New: events.Listen}
-		f.trk.Apply(&ev, f.emit)
-	}
+	f.twoListeners()
 	change := func(cookie uint64, old, nw events.State) {
 		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: cookie, Family: events.IPv4,
 			Saddr: server, Daddr: client, Sport: 80, Dport: 40000, Old: old, New: nw}
@@ -805,12 +804,7 @@ func TestAmbiguousChildWaitsForItsListener(t *testing.T) {
 // release made, not a new one.
 func TestWaitingChildReleasedByItsOwnChanges(t *testing.T) {
 	f := newFeed(t, Config{AwaitAccept: true})
-	for i, pid := range []uint32{100, 200} {
-		ev := events.Event{Kind: events.KindState, Mono: f.clk.now(), Cookie: uint64(i + 1), Pid: pid,
-			Comm: comm("worker"), Owner: events.OwnerListen, Family: events.IPv4,
-			Saddr: server, Sport: 80, Old: events.Close, New: events.Listen}
-		f.trk.Apply(&ev, f.emit)
-	}
+	f.twoListeners()
 	n := len(f.reports)
 	steps := [][2]events.State{{events.Listen, events.SynRecv}, {events.SynRecv, events.Established},
 		{events.Established, events.CloseWait}, {events.CloseWait, events.LastAck}, {events.LastAck, events.Close}}

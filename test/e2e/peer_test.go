@@ -62,19 +62,12 @@ func runPeer(in io.Reader, out io.Writer) int {
 			continue
 		}
 		switch f[0] {
-		case "listen": // listen NETWORK ADDR
+		case "listen", "listenreuse": // listen NETWORK ADDR; listenreuse: with SO_REUSEPORT, as nginx workers do
 			lc := net.ListenConfig{}
-			lc.SetMultipathTCP(false) // Go's listeners default to MPTCP
-			l, err := lc.Listen(context.Background(), f[1], f[2])
-			if err != nil {
-				reply("err %v", err)
-				continue
+			if f[0] == "listenreuse" {
+				lc.Control = reusePort
 			}
-			ln = l
-			reply("ok %d", l.Addr().(*net.TCPAddr).Port)
-		case "listenreuse": // listenreuse NETWORK ADDR: with SO_REUSEPORT, as nginx workers do
-			lc := net.ListenConfig{Control: reusePort}
-			lc.SetMultipathTCP(false)
+			lc.SetMultipathTCP(false) // Go's listeners default to MPTCP
 			l, err := lc.Listen(context.Background(), f[1], f[2])
 			if err != nil {
 				reply("err %v", err)
