@@ -87,3 +87,7 @@ install: build ## install bin/tcpstated and its systemd unit (DESTDIR, PREFIX, U
 .PHONY: bench
 bench: build ## tracing cost: churn without/with tcpstated and bpftrace, 100k live sockets (root, ~6 min; rewrites docs/performance.md)
 	$(GO) run ./bench --daemon bin/tcpstated --out docs/performance.md $(BENCH_FLAGS)
+
+.PHONY: bench-soak
+bench-soak: build ## one hour of paced churn (1000 conn/s) under tcpstated: memory and tables must stay flat, nothing lost (root; rewrites its section of docs/performance.md)
+	$(GO) run ./bench --daemon bin/tcpstated --out docs/performance.md --soak 60m $(BENCH_FLAGS)

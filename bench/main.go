@@ -54,13 +54,17 @@ func main() {
 		servers      = flag.Int("servers", 2, "tcpchurn --servers")
 		port         = flag.Int("server-port", 21212, "churn server port (outside the ephemeral range, so only churn connections use it)")
 		keep         = flag.Bool("keep", false, "keep the event files and logs")
+		soak         = flag.Duration("soak", 0, "instead of the churn and the hold: one tcpstated under paced churn this long, sampled for growth (make bench-soak)")
+		soakRate     = flag.Float64("soak-rate", 1000, "connections per second in the soak")
+		soakEvery    = flag.Duration("soak-every", 30*time.Second, "between the soak's samples and event-file rotations")
 		variants     variantFlag
 	)
 	flag.Var(&variants, "variant", "another tcpstated run in every pair, NAME=FLAGS, e.g. 'no timewait=--disable-feature=timewait'; repeatable")
 	flag.Var(binaryVariants{&variants}, "variant-bin", "another tcpstated binary run in every pair, NAME=PATH, e.g. 'before=/tmp/old/bin/tcpstated' (side-by-side A/B of a change); repeatable")
 	flag.Parse()
 	if err := run(config{*pairs, *duration, *warmup, *daemon, *churnBin, *out, *skipBpftrace, *skipDaemon,
-		*skipHold, *holdCount, *holdSettle, *clients, *servers, *port, *keep, variants}); err != nil {
+		*skipHold, *holdCount, *holdSettle, *clients, *servers, *port, *keep, variants,
+		soakConfig{*soak, *soakEvery, *soakRate, *port}}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -76,6 +80,7 @@ type config struct {
 	clients, servers, port             int
 	keep                               bool
 	variants                           variantFlag
+	soak                               soakConfig
 }
 
 // variantFlag is tcpstated with other flags, measured beside the default.
@@ -148,6 +153,9 @@ func run(cfg config) error {
 		}
 	}
 
+	if cfg.soak.duration > 0 {
+		return runSoakBench(cfg, tmp)
+	}
 	var tracers []tracer
 	daemonBin, bpftraceBin := "", ""
 	if !cfg.skipDaemon {
@@ -255,7 +263,7 @@ func run(cfg config) error {
 	b.markdown(&md)
 	os.Stdout.Write(md.Bytes())
 	if cfg.out != "" {
-		if err := writeDoc(cfg.out, md.String()); err != nil {
+		if err := writeDoc(cfg.out, "results", md.String()); err != nil {
 			return err
 		}
 		fmt.Fprintln(os.Stderr, "bench: results written to", cfg.out)

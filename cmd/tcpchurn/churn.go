@@ -17,6 +17,7 @@ func runChurn(args []string) error {
 	fs.IntVar(&cfg.Sources, "sources", 1<<16, "distinct 127.x.y.z client source addresses")
 	fs.IntVar(&cfg.WriteBytes, "write", 0, "bytes each client writes before it closes")
 	fs.IntVar(&cfg.LingerSeconds, "linger", 0, "SO_LINGER seconds on client sockets, so close waits for the FIN's ACK (0: off; an RST close is never used)")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "connections per second of all clients together (0: as fast as they go)")
 	mode := fs.String("mode", string(churn.Raw), "raw (x/sys/unix syscalls on locked threads) or net (net package)")
 	procs := fs.Int("gomaxprocs", 0, "GOMAXPROCS (0: raw mode: one per worker thread and one spare; net mode: the runtime's default)")
 	split := fs.Bool("processes", false, "one process per client and per server worker (raw mode, --server-port needed), their pids in the result, so that a tracer's owners can be checked")

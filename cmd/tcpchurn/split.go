@@ -36,7 +36,8 @@ func runSplit(cfg churn.Config, mode string) error {
 		return err
 	}
 	common := []string{"-server-port", strconv.Itoa(cfg.ServerPort), "-sources", strconv.Itoa(cfg.Sources),
-		"-write", strconv.Itoa(cfg.WriteBytes), "-linger", strconv.Itoa(cfg.LingerSeconds), "-mode", mode}
+		"-write", strconv.Itoa(cfg.WriteBytes), "-linger", strconv.Itoa(cfg.LingerSeconds), "-mode", mode,
+		"-rate", strconv.FormatFloat(cfg.Rate, 'g', -1, 64)}
 	var servers []*worker
 	defer func() {
 		for _, w := range servers {
@@ -163,6 +164,7 @@ func workerFlags(name string, args []string, extra func(*flag.FlagSet, *churn.Co
 	fs.IntVar(&cfg.Sources, "sources", 1<<16, "")
 	fs.IntVar(&cfg.WriteBytes, "write", 0, "")
 	fs.IntVar(&cfg.LingerSeconds, "linger", 0, "")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "")
 	mode := fs.String("mode", string(churn.Raw), "")
 	if extra != nil {
 		extra(fs, &cfg)

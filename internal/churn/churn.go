@@ -3,6 +3,7 @@ package churn
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -35,7 +36,10 @@ type Config struct {
 	// linger time (close by RST) is never used, since it would skip the
 	// four-way close the benchmark counts on.
 	LingerSeconds int
-	Mode          Mode // for clients and server alike
+	// Rate caps the connections per second of all client workers
+	// together (0: as fast as they go), for a soak at moderate churn.
+	Rate float64
+	Mode Mode // for clients and server alike
 	// DrainTimeout bounds the wait, after the clients stop, for the server
 	// to close every connection the clients completed.
 	DrainTimeout time.Duration
@@ -73,6 +77,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("sources must be within 1..%d", MaxSources)
 	case c.LingerSeconds < 0:
 		return errors.New("linger must not be negative")
+	case c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0):
+		return errors.New("rate must be a finite number, 0 or more")
 	case c.Mode != Raw && c.Mode != Net:
 		return fmt.Errorf("unknown mode %q (raw or net)", c.Mode)
 	}
@@ -169,6 +175,10 @@ func (s *server) shutdown() {
 func runClients(cfg *Config, port, first, stride int, count *counters) float64 {
 	cl := clientConfig{port: port, stride: stride, sources: cfg.Sources,
 		payload: make([]byte, cfg.WriteBytes), linger: cfg.LingerSeconds}
+	if cfg.Rate > 0 {
+		// Each of the stride workers (in every process) takes its share.
+		cl.interval = time.Duration(float64(stride) * float64(time.Second) / cfg.Rate)
+	}
 	client := rawClient
 	if cfg.Mode == Net {
 		client = netClient

@@ -1,6 +1,7 @@
 package churn
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -47,12 +48,28 @@ func TestRunCountsEveryConnectionOnBothSides(t *testing.T) {
 	}
 }
 
+// A paced run never goes faster than its rate: each worker's first
+// connect is at once, the rest an interval apart.
+func TestRateCapsConnections(t *testing.T) {
+	const rate, clients = 100.0, 2
+	r, err := Run(Config{Duration: 500 * time.Millisecond, Clients: clients, Servers: 1,
+		Sources: 16, Mode: Raw, Rate: rate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if most := int64(rate*r.Seconds) + clients; r.Connections == 0 || r.Connections > most {
+		t.Fatalf("%d connections in %.2f s at %v/s (at most %d)", r.Connections, r.Seconds, rate, most)
+	}
+}
+
 func TestRunRejectsBadConfig(t *testing.T) {
 	for _, c := range []Config{
 		{Duration: 0, Clients: 1, Servers: 1, Sources: 1, Mode: Raw},
 		{Duration: time.Second, Clients: 0, Servers: 1, Sources: 1, Mode: Raw},
 		{Duration: time.Second, Clients: 1, Servers: 1, Sources: 0, Mode: Raw},
 		{Duration: time.Second, Clients: 1, Servers: 1, Sources: 1, Mode: "fast"},
+		{Duration: time.Second, Clients: 1, Servers: 1, Sources: 1, Mode: Raw, Rate: -1},
+		{Duration: time.Second, Clients: 1, Servers: 1, Sources: 1, Mode: Raw, Rate: math.Inf(1)},
 	} {
 		if _, err := Run(c); err == nil {
 			t.Errorf("Run(%+v) accepted a bad config", c)

@@ -19,6 +19,29 @@ type clientConfig struct {
 	sources int
 	payload []byte
 	linger  int // seconds; 0: SO_LINGER off
+	// interval between one worker's connects (0: none), from Config.Rate
+	interval time.Duration
+}
+
+// pacer spaces one worker's connects interval apart. A worker that falls
+// more than a second behind starts over rather than bursting to catch up.
+type pacer struct {
+	interval time.Duration
+	next     time.Time
+}
+
+func (p *pacer) wait() {
+	if p.interval == 0 {
+		return
+	}
+	now := time.Now()
+	if p.next.IsZero() || now.Sub(p.next) > time.Second {
+		p.next = now
+	}
+	if d := p.next.Sub(now); d > 0 {
+		time.Sleep(d)
+	}
+	p.next = p.next.Add(p.interval)
 }
 
 // failurePause keeps a client that cannot connect (server gone, ports
@@ -32,7 +55,9 @@ const failurePause = time.Millisecond
 func rawClient(first int, cfg clientConfig, stop *atomic.Bool, count *counters) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	pace := pacer{interval: cfg.interval}
 	for i := first; !stop.Load(); i += cfg.stride {
+		pace.wait()
 		fd, err := Dial(SourceAddr(i%cfg.sources), cfg.port)
 		if err != nil {
 			count.fail(err)
@@ -54,7 +79,9 @@ func rawClient(first int, cfg clientConfig, stop *atomic.Bool, count *counters) 
 // sockets and the runtime's netpoller), for comparison.
 func netClient(first int, cfg clientConfig, stop *atomic.Bool, count *counters) {
 	dst := net.JoinHostPort(net.IP(ServerAddr[:]).String(), strconv.Itoa(cfg.port))
+	pace := pacer{interval: cfg.interval}
 	for i := first; !stop.Load(); i += cfg.stride {
+		pace.wait()
 		src := SourceAddr(i % cfg.sources)
 		d := net.Dialer{
 			LocalAddr: &net.TCPAddr{IP: net.IP(src[:])},

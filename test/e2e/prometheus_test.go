@@ -378,6 +378,11 @@ func TestPrometheusScrapesDaemon(t *testing.T) {
 	// TIME_WAIT shows under the clients: each one the kernel still holds
 	// (it may end one early on its own; the hostile peer's is not theirs).
 	held := ssCount(t, "time-wait", port) - 1
+	t.Cleanup(func() {
+		if t.Failed() {
+			logPortView(t, d, port)
+		}
+	})
 	prom.WaitFor(fmt.Sprintf(`tcpstated_sockets{state="TIME_WAIT",comm=%q,%s}`, comm, job), wait,
 		func(v float64, ok bool) bool { return ok && v >= float64(min(held, n)) && held >= n-1 })
 
@@ -413,5 +418,21 @@ func TestPrometheusScrapesDaemon(t *testing.T) {
 	}
 	if v, _, _ := prom.Scalar(`scrape_samples_scraped{` + job + `}`); v < 100 {
 		t.Errorf("scrape_samples_scraped = %v: too few", v)
+	}
+}
+
+// logPortView logs, for a failure message, what the kernel, the daemon's
+// API and its event stream each say of the sockets on port.
+func logPortView(t *testing.T, d *Daemon, port int) {
+	t.Helper()
+	out, _ := exec.Command("ss", "-Htnae", fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)).CombinedOutput()
+	t.Logf("ss on port %d:\n%s", port, out)
+	for _, s := range d.Sockets("", port) {
+		t.Logf("api: %+v", s)
+	}
+	for _, e := range d.ReadEvents() {
+		if e.Sport == port || e.Dport == port {
+			t.Logf("event: %v", e)
+		}
 	}
 }
