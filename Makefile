@@ -91,3 +91,7 @@ bench: build ## tracing cost: churn without/with tcpstated and bpftrace, 100k li
 .PHONY: bench-soak
 bench-soak: build ## one hour of paced churn (1000 conn/s) under tcpstated: memory and tables must stay flat, nothing lost (root; rewrites its section of docs/performance.md)
 	$(GO) run ./bench --daemon bin/tcpstated --out docs/performance.md --soak 60m $(BENCH_FLAGS)
+
+.PHONY: bench-quiet
+bench-quiet: build ## tcpstated on an idle host, then TCP timers without state changes (ping-pong, 3 pairs) (root, ~2 min; rewrites its section of docs/performance.md)
+	$(GO) run ./bench --daemon bin/tcpstated --out docs/performance.md --quiet --pairs 3 $(BENCH_FLAGS)

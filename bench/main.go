@@ -57,6 +57,9 @@ func main() {
 		soak         = flag.Duration("soak", 0, "instead of the churn and the hold: one tcpstated under paced churn this long, sampled for growth (make bench-soak)")
 		soakRate     = flag.Float64("soak-rate", 1000, "connections per second in the soak")
 		soakEvery    = flag.Duration("soak-every", 30*time.Second, "between the soak's samples and event-file rotations")
+		quiet        = flag.Bool("quiet", false, "instead of the churn and the hold: tcpstated on an idle host, then ping-pong pairs without and with it (make bench-quiet)")
+		idle         = flag.Duration("idle", 30*time.Second, "the idle measurement of --quiet")
+		pingpong     = flag.Duration("pingpong", 10*time.Second, "each ping-pong run of --quiet (pairs: --pairs)")
 		variants     variantFlag
 	)
 	flag.Var(&variants, "variant", "another tcpstated run in every pair, NAME=FLAGS, e.g. 'no timewait=--disable-feature=timewait'; repeatable")
@@ -64,7 +67,8 @@ func main() {
 	flag.Parse()
 	if err := run(config{*pairs, *duration, *warmup, *daemon, *churnBin, *out, *skipBpftrace, *skipDaemon,
 		*skipHold, *holdCount, *holdSettle, *clients, *servers, *port, *keep, variants,
-		soakConfig{*soak, *soakEvery, *soakRate, *port}}); err != nil {
+		soakConfig{*soak, *soakEvery, *soakRate, *port}, *quiet,
+		quietConfig{*idle, *pingpong, *pairs, 64, *port}}); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -81,6 +85,8 @@ type config struct {
 	keep                               bool
 	variants                           variantFlag
 	soak                               soakConfig
+	quietOnly                          bool
+	quiet                              quietConfig
 }
 
 // variantFlag is tcpstated with other flags, measured beside the default.
@@ -153,8 +159,16 @@ func run(cfg config) error {
 		}
 	}
 
-	if cfg.soak.duration > 0 {
+	switch {
+	case cfg.soak.duration > 0 && cfg.quietOnly:
+		return fmt.Errorf("--soak and --quiet are separate benches")
+	case cfg.soak.duration > 0:
 		return runSoakBench(cfg, tmp)
+	case cfg.quietOnly:
+		if cfg.quiet.idle <= 0 || cfg.quiet.pingpong <= 0 || cfg.quiet.pairs < 1 {
+			return fmt.Errorf("--idle and --pingpong must be positive, --pairs at least 1")
+		}
+		return runQuietBench(cfg, tmp)
 	}
 	var tracers []tracer
 	daemonBin, bpftraceBin := "", ""

@@ -1,7 +1,9 @@
 // Command tcpchurn generates loopback TCP load for tcpstated's benchmarks:
 // "churn" opens and closes connections as fast as it can (client closes
-// first, so each connection makes exactly ten kernel state changes), and
-// "hold" keeps many connections established until it is stopped.
+// first, so each connection makes exactly ten kernel state changes),
+// "hold" keeps many connections established until it is stopped, and
+// "pingpong" exchanges bytes over a few established ones (timers, no
+// state changes).
 package main
 
 import (
@@ -13,7 +15,8 @@ import (
 const usage = `usage:
   tcpchurn churn [flags]   open and close loopback connections for a while
   tcpchurn hold [flags]    hold established loopback connections until SIGINT
-run "tcpchurn churn -h" or "tcpchurn hold -h" for flags`
+  tcpchurn pingpong [flags] one-byte round trips over established loopback connections
+run "tcpchurn COMMAND -h" for its flags`
 
 func main() {
 	if len(os.Args) < 2 {
@@ -26,6 +29,8 @@ func main() {
 		err = runChurn(os.Args[2:])
 	case "hold":
 		err = runHold(os.Args[2:])
+	case "pingpong":
+		err = runPingPong(os.Args[2:])
 	case holdWorkerCommand:
 		err = runHoldWorker(os.Args[2:])
 	case serverWorkerCommand:
