@@ -163,7 +163,7 @@ func run(cfg config) error {
 	case cfg.soak.duration > 0 && cfg.quietOnly:
 		return fmt.Errorf("--soak and --quiet are separate benches")
 	case cfg.soak.duration > 0:
-		return runSoakBench(cfg, tmp)
+		return runSoakBench(cfg, tmp, sig)
 	case cfg.quietOnly:
 		if cfg.quiet.idle <= 0 || cfg.quiet.pingpong <= 0 || cfg.quiet.pairs < 1 {
 			return fmt.Errorf("--idle and --pingpong must be positive, --pairs at least 1")

@@ -61,7 +61,7 @@ var soakMetrics = []string{
 // runSoak runs one tcpstated under paced churn for cfg.duration, sampling
 // its memory and tables; the event file is rotated (rename, SIGHUP) at
 // every sample, as logrotate would, so the disk holds one window at most.
-func runSoak(churnBin, daemonBin, dir string, cfg soakConfig) soakResult {
+func runSoak(churnBin, daemonBin, dir string, cfg soakConfig, sig <-chan os.Signal) soakResult {
 	r := soakResult{cfg: cfg}
 	d := &daemonTracer{bin: daemonBin}
 	if r.err = d.start(dir); r.err != nil {
@@ -104,7 +104,12 @@ func runSoak(churnBin, daemonBin, dir string, cfg soakConfig) soakResult {
 		select {
 		case churnErr = <-done:
 			running = false
+		case s := <-sig:
+			r.err = fmt.Errorf("interrupted by %v", s)
 		case <-tick.C:
+		}
+		if r.err != nil {
+			break
 		}
 		s, err := d.sample(addr, cfg.port)
 		if err != nil {
@@ -233,7 +238,7 @@ func lastLine(b []byte) []byte {
 
 // runSoakBench is make bench-soak: the soak alone, its section written
 // into cfg.out; an error when anything grew or was lost.
-func runSoakBench(cfg config, tmp string) error {
+func runSoakBench(cfg config, tmp string, sig <-chan os.Signal) error {
 	daemonBin, err := filepath.Abs(cfg.daemon)
 	if err == nil {
 		_, err = os.Stat(daemonBin)
@@ -250,7 +255,7 @@ func runSoakBench(cfg config, tmp string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "bench: soak of %s at %.0f connections/s, a sample every %s\n", cfg.soak.duration, cfg.soak.rate, cfg.soak.every)
-	r := runSoak(cfg.churnBin, daemonBin, dir, cfg.soak)
+	r := runSoak(cfg.churnBin, daemonBin, dir, cfg.soak, sig)
 	var md strings.Builder
 	r.markdown(&md, m)
 	os.Stdout.WriteString(md.String())

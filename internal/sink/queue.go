@@ -45,7 +45,7 @@ type ring struct {
 	// mapped: home is an anonymous mapping outside the Go heap, so the
 	// queue counts neither against the daemon's soft heap limit (a full
 	// 32 MiB queue next to the socket table had the GC running all the
-	// time) nor in its RSS until events fill it.
+	// time) nor in its RSS beyond the deepest the queue has been.
 	mapped bool
 	head   int
 	count  int
@@ -121,6 +121,12 @@ func (r *ring) release(n int) {
 	}
 	r.head = (r.head + n) % len(r.slots)
 	r.count -= n
+	if r.count == 0 {
+		// Start over at the first slot: a queue that keeps up then only
+		// ever touches its first few slots, where walking round the
+		// ring would make all of the mapping resident within one lap.
+		r.head = 0
+	}
 }
 
 // close refuses further pushes and discards what is queued, returning how

@@ -3,9 +3,12 @@ package sink
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"testing"
+	"unsafe"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 func TestRingFIFOWrapAndFull(t *testing.T) {
@@ -77,5 +80,32 @@ func TestRingCloseRefusesAndCounts(t *testing.T) {
 	}
 	if got := r.push(zerolog.InfoLevel, 0, []byte("c")); got != queueShut {
 		t.Fatalf("push after close = %v, want queueShut", got)
+	}
+}
+
+// A queue that keeps up stays in its first slots, so its mapping is not
+// made resident lap by lap (the kernel says which pages are, mincore).
+func TestRingThatKeepsUpTouchesOnlyItsFirstPages(t *testing.T) {
+	r := newRing(4096)
+	if !r.mapped {
+		t.Skip("the queue fell back to the Go heap: mmap refused")
+	}
+	for i := range 20000 {
+		r.push(zerolog.InfoLevel, int64(i), []byte("an event of a queue that keeps up"))
+		r.push(zerolog.InfoLevel, int64(i), []byte("and a second one"))
+		r.release(2)
+	}
+	page := os.Getpagesize()
+	vec := make([]byte, (len(r.home)+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&r.home[0])), uintptr(len(r.home)),
+		uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		t.Fatal(errno)
+	}
+	resident := 0
+	for _, v := range vec {
+		resident += int(v & 1)
+	}
+	if resident > 1 {
+		t.Fatalf("%d of %d pages of the queue resident after 40000 events never more than 2 deep, want 1", resident, len(vec))
 	}
 }
