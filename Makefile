@@ -52,8 +52,11 @@ fuzz: ## fuzz the record decoder for a minute
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=60s ./internal/events/
 
 .PHONY: lint
-lint: ## go vet and gofmt
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## go vet, gofmt and staticcheck
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 .PHONY: clean

@@ -144,7 +144,8 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 	t := &Tracer{loaded: loaded, features: loaded.features, iters: map[string]*link.Iter{}}
-	if err := loaded.maps.Assign(&t.maps); err == nil {
+	err = loaded.maps.Assign(&t.maps)
+	if err == nil {
 		err = loaded.maps.Assign(&t.vars)
 	}
 	if err != nil {

@@ -54,7 +54,7 @@ func TestAppendDecMatchesStrconv(t *testing.T) {
 	if got := string(appendDec(b, 123456789)); got != "123456789" {
 		t.Errorf("with room: %q", got)
 	}
-	if got := string(appendDec(make([]byte, 3, 3), 42)); got != "\x00\x00\x0042" {
+	if got := string(appendDec(make([]byte, 3), 42)); got != "\x00\x00\x0042" {
 		t.Errorf("without room: %q", got)
 	}
 }

@@ -92,12 +92,6 @@ func (d *Daemon) Processes() []APIProcess {
 	return r.Processes
 }
 
-// ssCount counts sockets in state on port as ss sees them.
-func ssCount(t *testing.T, state string, port int) int {
-	t.Helper()
-	return (&Host{}).ssCount(t, state, port)
-}
-
 // ssCount counts, inside the host's namespace, the sockets in state with
 // port at either end.
 func (h *Host) ssCount(t *testing.T, state string, port int) int {
