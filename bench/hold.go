@@ -17,6 +17,7 @@ import (
 type holdResult struct {
 	connections int
 	readySecs   float64 // for tcpchurn to establish them all
+	baseKiB     int64   // daemon's VmRSS once ready, before the hold
 	hwmKiB      int64   // daemon's VmHWM after the settle time: the target
 	maxRSSKiB   int64   // daemon's peak over its whole life, shutdown included
 	lost        int64
@@ -64,6 +65,7 @@ func runHold(churnBin, daemonBin, dir string, count int, settle time.Duration) h
 	if r.err = d.start(dir); r.err != nil {
 		return r
 	}
+	r.baseKiB, _ = procStatusKiB(d.p.pid(), "VmRSS")
 	cmd := exec.Command(churnBin, "hold", "--count", strconv.Itoa(count))
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -305,6 +305,10 @@ func (b *bench) mdHold(p printer) {
 	p("tcpstated's VmHWM after the settle time: **%.1f MiB** (target <= %d MiB);", float64(h.hwmKiB)/1024, targetHoldRSSMiB)
 	p("its peak RSS over its whole run, shutdown included: %.1f MiB; records lost: %s.",
 		float64(h.maxRSSKiB)/1024, lostCell(&tracerRun{lost: h.lost, lostKnown: h.lostKnown}))
+	if h.baseKiB > 0 && h.hwmKiB > h.baseKiB && h.connections > 0 {
+		p("Its RSS once ready, before the hold: %.1f MiB, so about **%.0f bytes per tracked socket** (%d sockets: both ends of each connection).",
+			float64(h.baseKiB)/1024, float64(h.hwmKiB-h.baseKiB)*1024/float64(2*h.connections), 2*h.connections)
+	}
 }
 
 func lostCell(t *tracerRun) string {
