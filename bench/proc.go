@@ -158,12 +158,21 @@ func bpfRunNs(pid int) (int64, error) { return bpfProgSum(pid, "run_time_ns:") }
 
 // bpfProgSum sums one fdinfo field over the BPF programs pid holds.
 func bpfProgSum(pid int, field string) (int64, error) {
+	var total int64
+	err := eachBPFProg(pid, func(info []byte) {
+		n, _ := fdinfoInt(info, field)
+		total += n
+	})
+	return total, err
+}
+
+// eachBPFProg calls f with the fdinfo of every BPF program pid holds.
+func eachBPFProg(pid int, f func(info []byte)) error {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	fds, err := os.ReadDir(dir)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	var total int64
 	for _, fd := range fds {
 		if l, _ := os.Readlink(dir + "/" + fd.Name()); l != "anon_inode:bpf-prog" {
 			continue
@@ -172,12 +181,18 @@ func bpfProgSum(pid int, field string) (int64, error) {
 		if err != nil {
 			continue // closed meanwhile
 		}
-		for _, line := range strings.Split(string(info), "\n") {
-			if v, ok := strings.CutPrefix(line, field); ok {
-				n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				total += n
-			}
+		f(info)
+	}
+	return nil
+}
+
+// fdinfoInt is the number in a "field:\tN" line of an fdinfo file.
+func fdinfoInt(info []byte, field string) (int64, bool) {
+	for _, line := range strings.Split(string(info), "\n") {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
 		}
 	}
-	return total, nil
+	return 0, false
 }

@@ -35,49 +35,27 @@ type progStat struct{ runs, ns int64 }
 // bpfPrograms reads the run counters of every BPF program pid holds, by
 // program name.
 func bpfPrograms(pid int) (map[string]progStat, error) {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	fds, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]progStat{}
-	for _, fd := range fds {
-		if l, _ := os.Readlink(dir + "/" + fd.Name()); l != "anon_inode:bpf-prog" {
-			continue
-		}
-		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
-		if err != nil {
-			continue // closed meanwhile
-		}
+	err := eachBPFProg(pid, func(info []byte) {
 		id, ok := fdinfoInt(info, "prog_id:")
 		if !ok {
-			continue
+			return
 		}
 		p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
 		if err != nil {
-			continue
+			return
 		}
 		pi, err := p.Info()
 		p.Close()
 		if err != nil {
-			continue
+			return
 		}
 		runs, _ := fdinfoInt(info, "run_cnt:")
 		ns, _ := fdinfoInt(info, "run_time_ns:")
 		s := out[pi.Name]
 		out[pi.Name] = progStat{s.runs + runs, s.ns + ns}
-	}
-	return out, nil
-}
-
-func fdinfoInt(info []byte, field string) (int64, bool) {
-	for _, line := range strings.Split(string(info), "\n") {
-		if v, ok := strings.CutPrefix(line, field); ok {
-			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-			return n, err == nil
-		}
-	}
-	return 0, false
+	})
+	return out, err
 }
 
 // progDelta is what each program ran between two readings.

@@ -49,11 +49,7 @@ func (c churnConfig) run() (churnResult, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
-	line := bytes.TrimSpace(stdout.Bytes())
-	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
-		line = line[i+1:]
-	}
-	if err := json.Unmarshal(line, &r); err != nil {
+	if err := json.Unmarshal(lastLine(stdout.Bytes()), &r); err != nil {
 		return r, fmt.Errorf("tcpchurn: %v %s", runErr, strings.TrimSpace(stderr.String()))
 	}
 	if runErr != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -228,12 +229,13 @@ func scrape(addr string, families []string) (map[string]float64, error) {
 	return got, sc.Err()
 }
 
+// lastLine is the last line of a command's output: its result.
 func lastLine(b []byte) []byte {
-	s := strings.TrimSpace(string(b))
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[i+1:]
+	b = bytes.TrimSpace(b)
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
 	}
-	return []byte(s)
+	return b
 }
 
 // runSoakBench is make bench-soak: the soak alone, its section written
