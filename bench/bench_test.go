@@ -168,14 +168,17 @@ func fakeRun(pair int, tracer string, rate float64, delivered int64, lost int64)
 			tr[k] = 10
 		}
 		tr["LAST_ACK>CLOSE"] = delivered - 90
-		r.trace = &tracerRun{churn: tr, lost: lost, lostKnown: true, events: 1000, cpuSeconds: 0.5, peakRSSKiB: 20 << 10}
+		// 150 ns of CPU (50 of it system) and 100 ns of BPF per event.
+		r.trace = &tracerRun{churn: tr, lost: lost, lostKnown: true, events: 1000, cpuSeconds: 150e-6, sysSeconds: 50e-6,
+			bpfNs: 100e3, outBytes: 300e3, peakRSSKiB: 20 << 10}
 	}
 	return r
 }
 
 func TestChecksAndMarkdown(t *testing.T) {
 	b := &bench{pairs: 3, tracers: []string{"none", "tcpstated"}, churn: churnConfig{duration: 1e9, clients: 2, servers: 1, port: 1},
-		hold: &holdResult{connections: 100, hwmKiB: 30 << 10, lostKnown: true}, holdSize: 100}
+		hold: &holdResult{connections: 100, hwmKiB: 30 << 10, lostKnown: true}, holdSize: 100,
+		pageCache: &pageCacheCost{fresh: 2, reused: 0.25}}
 	for pair, rate := range []float64{0.95, 0.85, 0.92} {
 		b.runs = append(b.runs, fakeRun(pair+1, "none", 1000, 0, 0), fakeRun(pair+1, "tcpstated", 1000*rate, 100, 0))
 	}
@@ -194,14 +197,37 @@ func TestChecksAndMarkdown(t *testing.T) {
 	if b.passed() {
 		t.Fatal("median ratio 0.88 passed")
 	}
-	b.runs[5] = fakeRun(3, "tcpstated", 920, 100, 0)
+	for _, c := range []struct {
+		what string
+		bend func(*tracerRun)
+	}{
+		{"a sink drop", func(t *tracerRun) { t.sinkDropped = 1 }},
+		{"300 ns of daemon CPU an event", func(t *tracerRun) { t.cpuSeconds = 300e-6 }},
+		{"250 ns of BPF an event", func(t *tracerRun) { t.bpfNs = 250e3 }},
+		{"a churn peak RSS of 70 MiB", func(t *tracerRun) { t.peakRSSKiB = 70 << 10 }},
+	} {
+		for i := 1; i < 6; i += 2 {
+			b.runs[i] = fakeRun(i/2+1, "tcpstated", 920, 100, 0)
+			c.bend(b.runs[i].trace)
+		}
+		if b.passed() {
+			t.Errorf("%s in every run passed", c.what)
+		}
+	}
+	for i := 1; i < 6; i += 2 {
+		b.runs[i] = fakeRun(i/2+1, "tcpstated", 920, 100, 0)
+	}
+	if !b.passed() {
+		t.Fatalf("back to passing runs: %+v", b.checks())
+	}
 	b.hold.hwmKiB = 65 << 10
 	if b.passed() {
 		t.Fatal("65 MiB with the live connections passed")
 	}
 	var md strings.Builder
 	b.markdown(&md)
-	for _, want := range []string{"### Targets", "| tcpstated | 920 | 0.920 |", "**MISSED**", "65.0 MiB"} {
+	for _, want := range []string{"### Targets", "| tcpstated | 920 | 0.920 |", "**MISSED**", "65.0 MiB",
+		"2.00 ns of system time per byte", "| tcpstated | 100 | 100 | 50 | 300 | 600 – 75 |"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
 		}

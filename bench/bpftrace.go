@@ -20,7 +20,7 @@ type bpftraceTracer struct {
 	bin     string
 	dir     string
 	p       *proc
-	cpuBase float64
+	cpuBase cpuTimes
 }
 
 const tracefs = "/sys/kernel/tracing"
@@ -80,7 +80,7 @@ func (b *bpftraceTracer) start(dir string) error {
 		return fmt.Errorf("%v: %s", err, tail(b.logPath(), 500))
 	}
 	time.Sleep(500 * time.Millisecond)
-	b.cpuBase, _ = procCPUSeconds(b.p.pid())
+	b.cpuBase, _ = procTimes(b.p.pid())
 	return nil
 }
 
@@ -88,7 +88,8 @@ func (b *bpftraceTracer) stop(port int) (tracerRun, error) {
 	skipped, _ := bpfRecursionMisses(b.p.pid())
 	stopErr := b.p.stop(os.Interrupt, daemonStopTimeout)
 	u := b.p.usage()
-	run := tracerRun{cpuSeconds: u.cpuSeconds - b.cpuBase, peakRSSKiB: u.maxRSSKiB, lostKnown: true, skipped: skipped}
+	run := newTracerRun(u.cpu.minus(b.cpuBase), b.outPath())
+	run.peakRSSKiB, run.lostKnown, run.skipped = u.maxRSSKiB, true, skipped
 	var exitErr *exec.ExitError
 	if stopErr != nil && !errors.As(stopErr, &exitErr) {
 		return run, stopErr

@@ -228,6 +228,10 @@ func run(cfg config) error {
 			return false
 		}
 	}
+	if b.pairs > 0 && !interrupted() {
+		pc := probePageCache(tmp)
+		b.pageCache = &pc
+	}
 	// Memory first, before the churn leaves a full TIME_WAIT table behind:
 	// the target is about live connections, and at start-up the daemon
 	// takes in every TIME_WAIT socket it finds.

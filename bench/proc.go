@@ -18,27 +18,38 @@ const userHZ = 100
 
 // procCPUSeconds is a process's user+system CPU so far.
 func procCPUSeconds(pid int) (float64, error) {
+	t, err := procTimes(pid)
+	return t.user + t.sys, err
+}
+
+// cpuTimes is a process's CPU split the way the kernel accounts it.
+type cpuTimes struct{ user, sys float64 }
+
+func (t cpuTimes) minus(o cpuTimes) cpuTimes { return cpuTimes{t.user - o.user, t.sys - o.sys} }
+
+// procTimes is a process's user and system CPU so far, in seconds.
+func procTimes(pid int) (cpuTimes, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return cpuTimes{}, err
 	}
 	// The command name in parentheses may hold spaces: fields start after
 	// the last ')'. utime and stime are fields 14 and 15 of the line,
 	// so 12 and 13 counting from the state field.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+		return cpuTimes{}, fmt.Errorf("unexpected /proc/%d/stat", pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
 	if len(f) < 13 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+		return cpuTimes{}, fmt.Errorf("short /proc/%d/stat", pid)
 	}
 	ut, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("unparsable /proc/%d/stat", pid)
+		return cpuTimes{}, fmt.Errorf("unparsable /proc/%d/stat", pid)
 	}
-	return float64(ut+st) / userHZ, nil
+	return cpuTimes{float64(ut) / userHZ, float64(st) / userHZ}, nil
 }
 
 // procStatusKiB reads a "Name:   123 kB" line of /proc/<pid>/status,
@@ -60,8 +71,8 @@ func procStatusKiB(pid int, name string) (int64, error) {
 
 // usage is what the kernel accounted to a process once it has exited.
 type usage struct {
-	cpuSeconds float64 // user + system
-	maxRSSKiB  int64   // peak resident set over its whole life
+	cpu       cpuTimes
+	maxRSSKiB int64 // peak resident set over its whole life
 }
 
 // proc is a started child process whose exit is watched, so a wait for
@@ -112,7 +123,7 @@ func (p *proc) usage() usage {
 	if !ok {
 		return usage{}
 	}
-	return usage{cpuSeconds: timevalSeconds(ru.Utime) + timevalSeconds(ru.Stime), maxRSSKiB: ru.Maxrss}
+	return usage{cpu: cpuTimes{timevalSeconds(ru.Utime), timevalSeconds(ru.Stime)}, maxRSSKiB: ru.Maxrss}
 }
 
 func timevalSeconds(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }

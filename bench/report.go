@@ -12,6 +12,9 @@ import (
 const (
 	targetRatio      = 0.90 // connection rate with tcpstated / without
 	targetHoldRSSMiB = 64   // daemon VmHWM with 100k established connections
+	targetBPFNs      = 200  // BPF run time per delivered event
+	targetDaemonNs   = 200  // the daemon's user+system CPU per delivered event
+	targetChurnMiB   = 64   // daemon peak RSS in a churn run
 )
 
 // bench is everything one invocation measured.
@@ -23,6 +26,9 @@ type bench struct {
 	runs     []runResult
 	hold     *holdResult // nil when skipped
 	holdSize int
+	// pageCache is the machine's cost of writing a byte into the page
+	// cache, probed before the runs: the floor under a tracer's output.
+	pageCache *pageCacheCost
 }
 
 func median(xs []float64) float64 {
@@ -70,12 +76,15 @@ type summary struct {
 	ownersChecked  int   // runs whose churn named its processes
 	skipped        int64
 	bpfNs, cpuNs   float64 // per event: BPF run time, the tracer process's CPU
+	sysNs          float64 // per event: the system part of cpuNs
+	bytes          float64 // output bytes per event
+	sinkDropped    int64   // events a sink's queue dropped (all runs)
 	peakMiB        float64
 }
 
 func (b *bench) summarize(tracer string) summary {
 	var s summary
-	var rates, ratios, shares, bpfs, cpus, rss []float64
+	var rates, ratios, shares, bpfs, cpus, syss, bytes, rss []float64
 	for _, r := range b.runsOf(tracer) {
 		s.runs++
 		if r.err != nil {
@@ -105,11 +114,15 @@ func (b *bench) summarize(tracer string) summary {
 			s.lostUnknown++
 		}
 		cpus = append(cpus, r.cpuPerEvent())
+		syss = append(syss, r.sysPerEvent())
+		bytes = append(bytes, r.bytesPerEvent())
+		s.sinkDropped += r.trace.sinkDropped
 		bpfs = append(bpfs, r.bpfPerEvent())
 		rss = append(rss, float64(r.trace.peakRSSKiB)/1024)
 	}
 	s.rate, s.ratio, s.deliveredShare = median(rates), median(ratios), median(shares)
 	s.bpfNs, s.cpuNs, s.peakMiB = median(bpfs), median(cpus), median(rss)
+	s.sysNs, s.bytes = median(syss), median(bytes)
 	return s
 }
 
@@ -135,6 +148,16 @@ func (b *bench) checks() []check {
 			check{"events whose pid is not the process owning the socket (clients and servers in separate processes)", "0, checked in every run",
 				fmt.Sprintf("%d (checked in %d of %d runs)", s.wrongOwners, s.ownersChecked, s.runs),
 				ok && s.wrongOwners == 0 && s.ownersChecked == s.runs},
+			check{"sink events dropped with the default queue", "0 in every run",
+				fmt.Sprint(s.sinkDropped), ok && s.sinkDropped == 0},
+			check{"BPF run time per delivered event (median)", fmt.Sprintf("<= %d ns", targetBPFNs),
+				fmt.Sprintf("%.0f ns", s.bpfNs), ok && s.bpfNs <= targetBPFNs},
+			check{"daemon CPU (user + system) per delivered event (median)", fmt.Sprintf("<= %d ns", targetDaemonNs),
+				fmt.Sprintf("%.0f ns", s.cpuNs), ok && s.cpuNs <= targetDaemonNs},
+			check{"tcpstated CPU per delivered event, BPF and daemon (median)", fmt.Sprintf("<= %d ns", targetBPFNs+targetDaemonNs),
+				fmt.Sprintf("%.0f ns", s.bpfNs+s.cpuNs), ok && s.bpfNs+s.cpuNs <= targetBPFNs+targetDaemonNs},
+			check{"tcpstated peak RSS in the churn runs (median)", fmt.Sprintf("<= %d MiB", targetChurnMiB),
+				fmt.Sprintf("%.1f MiB", s.peakMiB), ok && s.peakMiB <= targetChurnMiB},
 		)
 	}
 	if b.hold != nil {
@@ -177,6 +200,7 @@ func (b *bench) markdown(w io.Writer) {
 	b.mdTargets(p)
 	if b.pairs > 0 {
 		b.mdChurnMedians(p)
+		b.mdFloor(p)
 		b.mdRuns(p)
 	}
 	if b.hold != nil {
@@ -243,6 +267,37 @@ func (b *bench) mdChurnMedians(p printer) {
 	p("")
 	p("Other load during the runs (CPU used by neither tcpchurn nor the tracer): median %.1f%%, max %.1f%%.",
 		median(others), slices.Max(append(others, 0)))
+	p("")
+}
+
+// mdFloor splits each tracer's CPU per event and sets its output beside
+// what the page cache alone takes for those bytes on this machine.
+func (b *bench) mdFloor(p printer) {
+	pc := b.pageCache
+	if pc == nil {
+		return
+	}
+	p("### Where the CPU per event goes (medians)")
+	p("")
+	if pc.err != nil {
+		p("The page-cache probe failed: %s.", oneLine(pc.err.Error()))
+		p("")
+		return
+	}
+	p("Before the runs, writing %d MiB into a new file took %.2f ns of system time per byte; into the memory of one deleted just before, %.2f ns.",
+		pageCacheProbeBytes>>20, pc.fresh, pc.reused)
+	p("The last column is the tracer's bytes per event at those two costs: what its `write(2)` calls take of its system time, whatever the tracer.")
+	p("")
+	p("| tracer | BPF ns / event | process user ns / event | process system ns / event | output bytes / event | page-cache write ns / event (new memory – reused) |")
+	p("| --- | ---: | ---: | ---: | ---: | ---: |")
+	for _, t := range b.tracers {
+		if t == "none" {
+			continue
+		}
+		s := b.summarize(t)
+		p("| %s | %.0f | %.0f | %.0f | %.0f | %.0f – %.0f |",
+			t, s.bpfNs, s.cpuNs-s.sysNs, s.sysNs, s.bytes, s.bytes*pc.fresh, s.bytes*pc.reused)
+	}
 	p("")
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -77,15 +78,26 @@ type tracer interface {
 
 // tracerRun is one tracer's account of one churn run.
 type tracerRun struct {
-	cpuSeconds float64 // from attached to exit: the churn, the drain and the shutdown
-	bpfNs      int64   // run time of its BPF programs over the churn (kernel.bpf_stats_enabled)
-	peakRSSKiB int64
-	events     int64 // every event the tracer reported, for any socket
-	lost       int64 // records it says it lost
-	lostKnown  bool  // false: it did not say, which is itself a failure
-	skipped    int64 // runs of its BPF programs the kernel skipped (recursion_misses)
-	churn      transitions
-	note       string // anything else worth a line in the report
+	cpuSeconds  float64 // from attached to exit: the churn, the drain and the shutdown
+	sysSeconds  float64 // of which the kernel's, in its system calls (write(2) above all)
+	outBytes    int64   // what it wrote to its output file
+	sinkDropped int64   // events its sink queue dropped
+	bpfNs       int64   // run time of its BPF programs over the churn (kernel.bpf_stats_enabled)
+	peakRSSKiB  int64
+	events      int64 // every event the tracer reported, for any socket
+	lost        int64 // records it says it lost
+	lostKnown   bool  // false: it did not say, which is itself a failure
+	skipped     int64 // runs of its BPF programs the kernel skipped (recursion_misses)
+	churn       transitions
+	note        string // anything else worth a line in the report
+}
+
+func newTracerRun(cpu cpuTimes, out string) tracerRun {
+	r := tracerRun{cpuSeconds: cpu.user + cpu.sys, sysSeconds: cpu.sys}
+	if st, err := os.Stat(out); err == nil {
+		r.outBytes = st.Size()
+	}
+	return r
 }
 
 // runResult is one churn run with or without a tracer.
@@ -117,6 +129,22 @@ func (r runResult) cpuPerEvent() float64 {
 		return 0
 	}
 	return r.trace.cpuSeconds * 1e9 / float64(r.trace.events)
+}
+
+// sysPerEvent is the system part of cpuPerEvent.
+func (r runResult) sysPerEvent() float64 {
+	if r.trace == nil || r.trace.events == 0 {
+		return 0
+	}
+	return r.trace.sysSeconds * 1e9 / float64(r.trace.events)
+}
+
+// bytesPerEvent is the tracer's output per event.
+func (r runResult) bytesPerEvent() float64 {
+	if r.trace == nil || r.trace.events == 0 {
+		return 0
+	}
+	return float64(r.trace.outBytes) / float64(r.trace.events)
 }
 
 // bpfPerEvent is the run time of the tracer's BPF programs per event, in ns.

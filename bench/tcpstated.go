@@ -20,9 +20,9 @@ type daemonTracer struct {
 	args    []string // extra flags of a variant
 	dir     string
 	p       *proc
-	cpuBase float64 // CPU used before it was ready: start-up, not churn
-	hwmKiB  int64   // VmHWM just before it was told to stop
-	owners  owners  // the churn's processes, for the owner check
+	cpuBase cpuTimes // CPU used before it was ready: start-up, not churn
+	hwmKiB  int64    // VmHWM just before it was told to stop
+	owners  owners   // the churn's processes, for the owner check
 }
 
 // expectOwners tells the tracer which processes own the churn's sockets.
@@ -73,7 +73,7 @@ func (d *daemonTracer) start(dir string) error {
 		d.p.stop(syscall.SIGKILL, time.Second)
 		return fmt.Errorf("%v: %s", err, tail(d.logPath(), 500))
 	}
-	d.cpuBase, _ = procCPUSeconds(d.p.pid())
+	d.cpuBase, _ = procTimes(d.p.pid())
 	return nil
 }
 
@@ -81,7 +81,8 @@ func (d *daemonTracer) stop(port int) (tracerRun, error) {
 	d.hwmKiB, _ = procStatusKiB(d.p.pid(), "VmHWM")
 	stopErr := d.p.stop(os.Interrupt, daemonStopTimeout)
 	u := d.p.usage()
-	run := tracerRun{cpuSeconds: u.cpuSeconds - d.cpuBase, peakRSSKiB: max(u.maxRSSKiB, d.hwmKiB)}
+	run := newTracerRun(u.cpu.minus(d.cpuBase), d.eventsPath())
+	run.peakRSSKiB = max(u.maxRSSKiB, d.hwmKiB)
 	sum, err := readStopSummary(d.logPath())
 	if err != nil {
 		return run, err
@@ -91,6 +92,7 @@ func (d *daemonTracer) stop(port int) (tracerRun, error) {
 	// recursion_misses are changes the state program took.
 	run.skipped = sum.Skipped
 	run.events, run.lost, run.lostKnown = sum.Events, *sum.Lost, sum.hasLost
+	run.sinkDropped = sum.SinkDropped
 	if sum.SinkDropped > 0 || sum.TableFull > 0 || sum.DecodeErrors > 0 {
 		run.note = fmt.Sprintf("sink_dropped %d, socket_table_full %d, decode_errors %d",
 			sum.SinkDropped, sum.TableFull, sum.DecodeErrors)
