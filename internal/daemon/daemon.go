@@ -52,6 +52,7 @@ type Options struct {
 	// (scrapes, tcpstated sockets and top) in the stream.
 	TraceOwnAPI  bool
 	QueueLen     int
+	FileCache    int64         // sink.Options.FileCache
 	PollInterval time.Duration // ring buffer and timewait poll
 	ScanInterval time.Duration // file tables walk
 	Tracker      tracker.Config
@@ -125,7 +126,7 @@ func Open(opt Options) (*Daemon, error) {
 	}
 	var sinks []sink.Sink
 	for _, u := range opt.Sinks {
-		s, err := sink.Open(u, sink.Options{QueueLen: opt.QueueLen, Logger: d.log, FileMode: 0o640, DeferWake: true})
+		s, err := sink.Open(u, sink.Options{QueueLen: opt.QueueLen, FileCache: opt.FileCache, Logger: d.log, FileMode: 0o640, DeferWake: true})
 		if err != nil {
 			for _, o := range sinks {
 				o.Close()

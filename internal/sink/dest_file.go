@@ -12,9 +12,10 @@ import (
 // fileDest appends to a file by path. Reopen closes it and opens the path
 // again, so after logrotate renames the file the next event starts a new one.
 type fileDest struct {
-	path string
-	mode os.FileMode
-	f    *os.File
+	path  string
+	mode  os.FileMode
+	f     *os.File
+	cache pageCacheWindow
 }
 
 func (d *fileDest) open(time.Time) error {
@@ -23,6 +24,7 @@ func (d *fileDest) open(time.Time) error {
 		return err
 	}
 	d.f = f
+	d.cache.reset()
 	return nil
 }
 
@@ -53,7 +55,9 @@ func (d *fileDest) write(p []byte, _ time.Time) (int, error) {
 	if d.f == nil {
 		return 0, os.ErrClosed
 	}
-	return d.f.Write(p)
+	n, err := d.f.Write(p)
+	d.cache.wrote(d.f, n)
+	return n, err
 }
 
 func (d *fileDest) close() {

@@ -37,7 +37,7 @@ func Open(rawURL string, o Options) (Sink, error) {
 	case kindStderr:
 		s.dst, openAlready = &stdioDest{f: os.Stderr}, true
 	case kindFile:
-		fd := &fileDest{path: t.addr, mode: o.FileMode}
+		fd := &fileDest{path: t.addr, mode: o.FileMode, cache: pageCacheWindow{keep: o.FileCache}}
 		if err := fd.open(time.Time{}); err != nil {
 			return nil, fmt.Errorf("sink %s: %w", rawURL, err)
 		}

@@ -54,13 +54,17 @@ type Stats struct {
 
 // Options tunes a sink. Zero values take the defaults below.
 type Options struct {
-	QueueLen     int            // events; default 4096
-	Logger       zerolog.Logger // the sink's own warnings, rate-limited; zero value discards
-	FileMode     os.FileMode    // mode of files the sink creates; default 0640
-	DialTimeout  time.Duration  // default 5s
-	MaxBackoff   time.Duration  // cap of the reconnect backoff; default 30s
-	WriteTimeout time.Duration  // deadline of one network write; default 10s
-	CloseTimeout time.Duration  // how long Close keeps delivering; default 5s
+	QueueLen int            // events; default 4096
+	Logger   zerolog.Logger // the sink's own warnings, rate-limited; zero value discards
+	FileMode os.FileMode    // mode of files the sink creates; default 0640
+	// FileCache is how much of the end of a file sink's file may stay in
+	// the page cache; older pages are dropped once written back. Negative:
+	// the sink leaves the page cache alone. 0: DefaultFileCache.
+	FileCache    int64
+	DialTimeout  time.Duration // default 5s
+	MaxBackoff   time.Duration // cap of the reconnect backoff; default 30s
+	WriteTimeout time.Duration // deadline of one network write; default 10s
+	CloseTimeout time.Duration // how long Close keeps delivering; default 5s
 	// DeferWake: a write into an empty queue does not wake the drainer;
 	// Flush does. For a writer that writes in bursts (the daemon, one
 	// burst per read of the ring buffer): the drainer then wakes once per
@@ -74,6 +78,7 @@ const (
 	DefaultQueueLen     = 4096
 	MaxQueueLen         = 1 << 20
 	DefaultFileMode     = os.FileMode(0o640)
+	DefaultFileCache    = 64 << 20
 	DefaultDialTimeout  = 5 * time.Second
 	DefaultMaxBackoff   = 30 * time.Second
 	DefaultWriteTimeout = 10 * time.Second
@@ -93,6 +98,9 @@ func (o Options) withDefaults() Options {
 	o.FileMode = o.FileMode.Perm()
 	if o.FileMode == 0 {
 		o.FileMode = DefaultFileMode
+	}
+	if o.FileCache == 0 {
+		o.FileCache = DefaultFileCache
 	}
 	if o.DialTimeout <= 0 {
 		o.DialTimeout = DefaultDialTimeout
