@@ -170,7 +170,8 @@ func fakeRun(pair int, tracer string, rate float64, delivered int64, lost int64)
 		tr["LAST_ACK>CLOSE"] = delivered - 90
 		// 150 ns of CPU (50 of it system) and 100 ns of BPF per event.
 		r.trace = &tracerRun{churn: tr, lost: lost, lostKnown: true, events: 1000, cpuSeconds: 150e-6, sysSeconds: 50e-6,
-			bpfNs: 100e3, outBytes: 300e3, peakRSSKiB: 20 << 10}
+			bpfNs: 100e3, outBytes: 300e3, peakRSSKiB: 20 << 10,
+			programs: map[string]progStat{"on_state": {runs: 1000, ns: 80e3}, "on_timer_start": {runs: 500, ns: 20e3}}}
 	}
 	return r
 }
@@ -227,7 +228,8 @@ func TestChecksAndMarkdown(t *testing.T) {
 	var md strings.Builder
 	b.markdown(&md)
 	for _, want := range []string{"### Targets", "| tcpstated | 920 | 0.920 |", "**MISSED**", "65.0 MiB",
-		"2.00 ns of system time per byte", "| tcpstated | 100 | 100 | 50 | 300 | 600 – 75 |"} {
+		"2.00 ns of system time per byte", "| tcpstated | 100 | 100 | 50 | 300 | 600 – 75 |",
+		"| tcpstated | `on_state` | 1.00 | 80 | 80 |", "| tcpstated | `on_timer_start` | 0.50 | 40 | 20 |"} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
 		}

@@ -299,6 +299,38 @@ func (b *bench) mdFloor(p printer) {
 			t, s.bpfNs, s.cpuNs-s.sysNs, s.sysNs, s.bytes, s.bytes*pc.fresh, s.bytes*pc.reused)
 	}
 	p("")
+	b.mdPrograms(p)
+}
+
+// mdPrograms is each BPF program's share of the BPF column, over all the
+// runs of a tracer together.
+func (b *bench) mdPrograms(p printer) {
+	p("Each BPF program over all runs of its tracer (`kernel.bpf_stats_enabled`): runs per delivered event and ns per run.")
+	p("")
+	p("| tracer | program | runs / event | ns / run | ns / event |")
+	p("| --- | --- | ---: | ---: | ---: |")
+	for _, t := range b.tracers {
+		sum, events := map[string]progStat{}, int64(0)
+		for _, r := range b.runsOf(t) {
+			if r.trace == nil || r.err != nil {
+				continue
+			}
+			events += r.trace.events
+			for name, st := range r.trace.programs {
+				x := sum[name]
+				sum[name] = progStat{x.runs + st.runs, x.ns + st.ns}
+			}
+		}
+		if events == 0 {
+			continue
+		}
+		for _, name := range progNames(sum) {
+			st := sum[name]
+			p("| %s | `%s` | %.2f | %.0f | %.0f |", t, name, float64(st.runs)/float64(events),
+				float64(st.ns)/float64(st.runs), float64(st.ns)/float64(events))
+		}
+	}
+	p("")
 }
 
 func (b *bench) mdRuns(p printer) {

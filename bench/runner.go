@@ -78,11 +78,12 @@ type tracer interface {
 
 // tracerRun is one tracer's account of one churn run.
 type tracerRun struct {
-	cpuSeconds  float64 // from attached to exit: the churn, the drain and the shutdown
-	sysSeconds  float64 // of which the kernel's, in its system calls (write(2) above all)
-	outBytes    int64   // what it wrote to its output file
-	sinkDropped int64   // events its sink queue dropped
-	bpfNs       int64   // run time of its BPF programs over the churn (kernel.bpf_stats_enabled)
+	cpuSeconds  float64             // from attached to exit: the churn, the drain and the shutdown
+	sysSeconds  float64             // of which the kernel's, in its system calls (write(2) above all)
+	outBytes    int64               // what it wrote to its output file
+	sinkDropped int64               // events its sink queue dropped
+	programs    map[string]progStat // each BPF program's runs over the churn
+	bpfNs       int64               // run time of its BPF programs over the churn (kernel.bpf_stats_enabled)
 	peakRSSKiB  int64
 	events      int64 // every event the tracer reported, for any socket
 	lost        int64 // records it says it lost
