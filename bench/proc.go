@@ -163,9 +163,33 @@ func tail(path string, n int64) string {
 // the tracer's own loss counter knows about.
 func bpfRecursionMisses(pid int) (int64, error) { return bpfProgSum(pid, "recursion_misses:") }
 
-// bpfRunNs sums run_time_ns over the BPF programs pid holds; the kernel
-// counts it only while kernel.bpf_stats_enabled is 1.
-func bpfRunNs(pid int) (int64, error) { return bpfProgSum(pid, "run_time_ns:") }
+// bpfRunNs sums run_time_ns over the BPF programs pid holds, iterators
+// apart: they run inside pid's own read(2), so their time is already in
+// its CPU. The kernel counts it only while kernel.bpf_stats_enabled is 1.
+func bpfRunNs(pid int) (int64, error) {
+	iters := iterProgIDs(pid)
+	var total int64
+	err := eachBPFProg(pid, func(info []byte) {
+		if id, _ := fdinfoInt(info, "prog_id:"); !iters[id] {
+			n, _ := fdinfoInt(info, "run_time_ns:")
+			total += n
+		}
+	})
+	return total, err
+}
+
+// iterProgIDs are the programs of the BPF iterator links pid holds.
+func iterProgIDs(pid int) map[int64]bool {
+	ids := map[int64]bool{}
+	eachBPFFD(pid, "anon_inode:bpf_link", func(info []byte) {
+		if bytes.Contains(info, []byte("link_type:\titer\n")) {
+			if id, ok := fdinfoInt(info, "prog_id:"); ok {
+				ids[id] = true
+			}
+		}
+	})
+	return ids
+}
 
 // bpfProgSum sums one fdinfo field over the BPF programs pid holds.
 func bpfProgSum(pid int, field string) (int64, error) {
@@ -179,13 +203,19 @@ func bpfProgSum(pid int, field string) (int64, error) {
 
 // eachBPFProg calls f with the fdinfo of every BPF program pid holds.
 func eachBPFProg(pid int, f func(info []byte)) error {
+	return eachBPFFD(pid, "anon_inode:bpf-prog", f)
+}
+
+// eachBPFFD calls f with the fdinfo of every descriptor of pid that links
+// to target (a BPF program's or link's anonymous inode).
+func eachBPFFD(pid int, target string, f func(info []byte)) error {
 	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	fds, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, fd := range fds {
-		if l, _ := os.Readlink(dir + "/" + fd.Name()); l != "anon_inode:bpf-prog" {
+		if l, _ := os.Readlink(dir + "/" + fd.Name()); l != target {
 			continue
 		}
 		info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))

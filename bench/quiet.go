@@ -30,12 +30,17 @@ type quietConfig struct {
 }
 
 // progStat is one BPF program's counters (kernel.bpf_stats_enabled).
-type progStat struct{ runs, ns int64 }
+// An iterator runs in its process's own system calls: its time is in that
+// process's CPU already.
+type progStat struct {
+	runs, ns int64
+	iter     bool
+}
 
 // bpfPrograms reads the run counters of every BPF program pid holds, by
 // program name.
 func bpfPrograms(pid int) (map[string]progStat, error) {
-	out := map[string]progStat{}
+	out, iters := map[string]progStat{}, iterProgIDs(pid)
 	err := eachBPFProg(pid, func(info []byte) {
 		id, ok := fdinfoInt(info, "prog_id:")
 		if !ok {
@@ -53,7 +58,7 @@ func bpfPrograms(pid int) (map[string]progStat, error) {
 		runs, _ := fdinfoInt(info, "run_cnt:")
 		ns, _ := fdinfoInt(info, "run_time_ns:")
 		s := out[pi.Name]
-		out[pi.Name] = progStat{s.runs + runs, s.ns + ns}
+		out[pi.Name] = progStat{s.runs + runs, s.ns + ns, iters[int64(id)]}
 	})
 	return out, err
 }
@@ -64,7 +69,7 @@ func progDelta(before, after map[string]progStat) map[string]progStat {
 	for name, a := range after {
 		b := before[name]
 		if a.runs > b.runs {
-			d[name] = progStat{a.runs - b.runs, a.ns - b.ns}
+			d[name] = progStat{a.runs - b.runs, a.ns - b.ns, a.iter}
 		}
 	}
 	return d
@@ -85,7 +90,9 @@ type quietRun struct {
 func (q quietRun) bpfNs() int64 {
 	var n int64
 	for _, p := range q.progs {
-		n += p.ns
+		if !p.iter {
+			n += p.ns
+		}
 	}
 	return n
 }

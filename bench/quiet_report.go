@@ -42,7 +42,7 @@ func (q quietResult) markdown(w io.Writer, m machine) {
 		trips += r.roundTrips
 		for name, s := range r.progs {
 			t := sum[name]
-			sum[name] = progStat{t.runs + s.runs, t.ns + s.ns}
+			sum[name] = progStat{t.runs + s.runs, t.ns + s.ns, s.iter}
 		}
 	}
 	p("**Timers without state changes**: `tcpchurn pingpong --connections %d` for %s, %d pairs without and with",

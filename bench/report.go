@@ -306,6 +306,7 @@ func (b *bench) mdFloor(p printer) {
 // runs of a tracer together.
 func (b *bench) mdPrograms(p printer) {
 	p("Each BPF program over all runs of its tracer (`kernel.bpf_stats_enabled`): runs per delivered event and ns per run.")
+	p("Iterators run inside the tracer's own system calls: their time is in its process CPU, not in the BPF column.")
 	p("")
 	p("| tracer | program | runs / event | ns / run | ns / event |")
 	p("| --- | --- | ---: | ---: | ---: |")
@@ -318,15 +319,18 @@ func (b *bench) mdPrograms(p printer) {
 			events += r.trace.events
 			for name, st := range r.trace.programs {
 				x := sum[name]
-				sum[name] = progStat{x.runs + st.runs, x.ns + st.ns}
+				sum[name] = progStat{x.runs + st.runs, x.ns + st.ns, st.iter}
 			}
 		}
 		if events == 0 {
 			continue
 		}
 		for _, name := range progNames(sum) {
-			st := sum[name]
-			p("| %s | `%s` | %.2f | %.0f | %.0f |", t, name, float64(st.runs)/float64(events),
+			st, label := sum[name], "`"+name+"`"
+			if st.iter {
+				label += " (iterator)"
+			}
+			p("| %s | %s | %.2f | %.0f | %.0f |", t, label, float64(st.runs)/float64(events),
 				float64(st.ns)/float64(st.runs), float64(st.ns)/float64(events))
 		}
 	}
