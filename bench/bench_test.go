@@ -73,7 +73,7 @@ func TestOwnersAreChecked(t *testing.T) {
 	}
 	// The client's event with the server's pid, and the one without a
 	// pid; the listener's own event is not a churn transition.
-	if tr[wrongOwnerKey] != 2 || tr.total() != 4 {
+	if tr[wrongOwnerKey] != 1 || tr[noOwnerKey] != 1 || tr.total() != 4 {
 		t.Fatalf("got %v", tr)
 	}
 }

@@ -30,15 +30,18 @@ var perConnection = []string{
 }
 
 // Counted apart from the transitions: the changes tcpstated streamed as
-// inferred (no program ran for them), and the churn's events whose pid is
-// not the process that owns the socket.
+// inferred (no program ran for them), and the churn's events that do not
+// name the process owning the socket: with another process's pid, or with
+// none (pid 0, owner unknown: what follows a loss of the socket's earlier
+// records).
 const (
 	inferredKey   = "(inferred)"
 	wrongOwnerKey = "(wrong owner)"
+	noOwnerKey    = "(no owner)"
 )
 
 // aside says whether a key counts something apart from the transitions.
-func aside(k string) bool { return k == inferredKey || k == wrongOwnerKey }
+func aside(k string) bool { return k == inferredKey || k == wrongOwnerKey || k == noOwnerKey }
 
 // owners are the churn's processes, by side: every event of a client
 // socket must name a client process, of a server socket a server process.
@@ -157,7 +160,10 @@ func countDaemonEventsOwned(r io.Reader, port int, own owners) (transitions, err
 			}
 			counted := t.add(old, new, sport, dport, port, bytes.Contains(line, []byte(`"source":"inferred"`)))
 			if counted && own.known() {
-				if pid, ok := intField(line, "pid"); !ok || !own.right(pid, sport, port) {
+				switch pid, ok := intField(line, "pid"); {
+				case !ok || pid == 0:
+					t[noOwnerKey]++
+				case !own.right(pid, sport, port):
 					t[wrongOwnerKey]++
 				}
 			}
