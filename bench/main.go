@@ -313,19 +313,18 @@ func (b *bench) runOnce(pair int, t tracer, tmp string, keep bool) runResult {
 	if r.err = t.start(dir); r.err != nil {
 		return r
 	}
-	bpf0, _ := bpfRunNs(t.pid())
 	progs0, _ := bpfPrograms(t.pid())
 	r.churn, r.otherPct, r.err = b.measuredChurn(t)
 	// The last connections' final ACKs are still in flight when tcpchurn
 	// returns: a tracer stopped at once would miss their last transitions.
 	time.Sleep(tracerSettle)
-	bpf1, _ := bpfRunNs(t.pid())
 	progs1, _ := bpfPrograms(t.pid())
 	if o, ok := t.(interface{ expectOwners(client, server []int) }); ok {
 		o.expectOwners(r.churn.ClientPids, r.churn.ServerPids)
 	}
 	run, err := t.stop(b.churn.port)
-	run.bpfNs, run.programs = bpf1-bpf0, progDelta(progs0, progs1)
+	run.programs = progDelta(progs0, progs1)
+	run.bpfNs = bpfNsOf(run.programs)
 	r.trace = &run
 	if r.err == nil {
 		r.err = err

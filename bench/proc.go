@@ -163,21 +163,6 @@ func tail(path string, n int64) string {
 // the tracer's own loss counter knows about.
 func bpfRecursionMisses(pid int) (int64, error) { return bpfProgSum(pid, "recursion_misses:") }
 
-// bpfRunNs sums run_time_ns over the BPF programs pid holds, iterators
-// apart: they run inside pid's own read(2), so their time is already in
-// its CPU. The kernel counts it only while kernel.bpf_stats_enabled is 1.
-func bpfRunNs(pid int) (int64, error) {
-	iters := iterProgIDs(pid)
-	var total int64
-	err := eachBPFProg(pid, func(info []byte) {
-		if id, _ := fdinfoInt(info, "prog_id:"); !iters[id] {
-			n, _ := fdinfoInt(info, "run_time_ns:")
-			total += n
-		}
-	})
-	return total, err
-}
-
 // iterProgIDs are the programs of the BPF iterator links pid holds.
 func iterProgIDs(pid int) map[int64]bool {
 	ids := map[int64]bool{}

@@ -37,6 +37,23 @@ type progStat struct {
 	iter     bool
 }
 
+// plus adds o's counters to s's.
+func (s progStat) plus(o progStat) progStat {
+	return progStat{s.runs + o.runs, s.ns + o.ns, s.iter || o.iter}
+}
+
+// bpfNsOf is the run time of progs but for iterators: what BPF adds to a
+// process's own CPU.
+func bpfNsOf(progs map[string]progStat) int64 {
+	var n int64
+	for _, p := range progs {
+		if !p.iter {
+			n += p.ns
+		}
+	}
+	return n
+}
+
 // bpfPrograms reads the run counters of every BPF program pid holds, by
 // program name.
 func bpfPrograms(pid int) (map[string]progStat, error) {
@@ -57,8 +74,7 @@ func bpfPrograms(pid int) (map[string]progStat, error) {
 		}
 		runs, _ := fdinfoInt(info, "run_cnt:")
 		ns, _ := fdinfoInt(info, "run_time_ns:")
-		s := out[pi.Name]
-		out[pi.Name] = progStat{s.runs + runs, s.ns + ns, iters[int64(id)]}
+		out[pi.Name] = out[pi.Name].plus(progStat{runs, ns, iters[int64(id)]})
 	})
 	return out, err
 }
@@ -87,15 +103,7 @@ type quietRun struct {
 	err        error
 }
 
-func (q quietRun) bpfNs() int64 {
-	var n int64
-	for _, p := range q.progs {
-		if !p.iter {
-			n += p.ns
-		}
-	}
-	return n
-}
+func (q quietRun) bpfNs() int64 { return bpfNsOf(q.progs) }
 
 // measureQuiet runs load (nil: none, for the idle measurement) with a
 // tcpstated started for it when traced.

@@ -41,8 +41,7 @@ func (q quietResult) markdown(w io.Writer, m machine) {
 		daemon = append(daemon, r.daemonCPU*1e9/float64(r.roundTrips))
 		trips += r.roundTrips
 		for name, s := range r.progs {
-			t := sum[name]
-			sum[name] = progStat{t.runs + s.runs, t.ns + s.ns, s.iter}
+			sum[name] = sum[name].plus(s)
 		}
 	}
 	p("**Timers without state changes**: `tcpchurn pingpong --connections %d` for %s, %d pairs without and with",

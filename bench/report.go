@@ -320,8 +320,7 @@ func (b *bench) mdPrograms(p printer) {
 			}
 			events += r.trace.events
 			for name, st := range r.trace.programs {
-				x := sum[name]
-				sum[name] = progStat{x.runs + st.runs, x.ns + st.ns, st.iter}
+				sum[name] = sum[name].plus(st)
 			}
 		}
 		if events == 0 {
