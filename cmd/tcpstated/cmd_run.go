@@ -63,8 +63,7 @@ func cmdRun(args []string) int {
 		pollIv   = durationFlag(fs, "poll-interval", 50*time.Millisecond, "longest wait before queued events are read (the kernel wakes the reader sooner under load)")
 		scanIv   = durationFlag(fs, "scan-interval", 10*time.Second, "how often file tables are walked to refresh owners and descriptors")
 		memLimit = sizeFlag(48 << 20)
-		fcache   = sizeFlag(sink.DefaultFileCache)
-		noFCache bool
+		fcache   = int64(sink.DefaultFileCache) // sink.Options.FileCache: negative leaves the page cache alone
 		ownAPI   = fs.Bool("trace-own-api", false, "keep connections to this daemon's own --listen address (scrapes, tcpstated sockets and top) in the stream")
 		oldEnds  = fs.Bool("stream-preexisting-ends", false, "stream the ends of TIME_WAITs that existed before the daemon started (by default their rows end without an event)")
 		nice     = fs.Int("nice", -5, "scheduling priority of the daemon's threads, -20 to 19 (0: leave as started): above its fair share so it keeps up with a busy host; needs CAP_SYS_NICE below the starting value")
@@ -77,10 +76,14 @@ func cmdRun(args []string) int {
 	fs.Var(&ring, "ring-size", "ring buffer size, a power of two (e.g. 8M)")
 	fs.Var(&disabled, "disable-feature", "features not to load, comma separated: "+featureList()+" (tcpstated check lists them)")
 	fs.Func("file-cache", "how much of the end of a file sink's file stays in the page cache; the pages before it are dropped once written back (default 64M; 0: leave the page cache alone)", func(v string) error {
-		if noFCache = v == "0"; noFCache {
+		if v == "0" {
+			fcache = -1
 			return nil
 		}
-		return fcache.Set(v)
+		var size sizeFlag
+		err := size.Set(v)
+		fcache = int64(size)
+		return err
 	})
 	fs.Var(&memLimit, "memory-limit", "soft limit for the Go heap (the GC works harder near it; GOMEMLIMIT in the environment wins)")
 	fs.Usage = func() {
@@ -179,7 +182,7 @@ func cmdRun(args []string) int {
 		StreamPreexistingEnds: *oldEnds,
 		TraceOwnAPI:           *ownAPI,
 		QueueLen:              *queue,
-		FileCache:             fileCache(int64(fcache), noFCache),
+		FileCache:             fcache,
 		PollInterval:          *pollIv,
 		ScanInterval:          *scanIv,
 		Tracker: tracker.Config{
@@ -234,14 +237,6 @@ func cmdRun(args []string) int {
 		log.Error().Err(closeErr).Msg("closing sinks")
 	}
 	return 0
-}
-
-// fileCache is the sink option: negative leaves the page cache alone.
-func fileCache(size int64, off bool) int64 {
-	if off {
-		return -1
-	}
-	return size
 }
 
 func usageError(fs *flag.FlagSet, format string, args ...any) int {

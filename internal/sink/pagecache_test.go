@@ -23,17 +23,24 @@ func residentMiB(t *testing.T, path string, n int) float64 {
 		t.Fatal(err)
 	}
 	defer unix.Munmap(m)
+	resident, _ := residentPages(t, m)
+	return float64(resident*os.Getpagesize()) / (1 << 20)
+}
+
+// residentPages is how many of mem's pages are in memory (mincore), and
+// how many it spans.
+func residentPages(t *testing.T, mem []byte) (resident, pages int) {
+	t.Helper()
 	page := os.Getpagesize()
-	vec := make([]byte, (n+page-1)/page)
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(n),
+	vec := make([]byte, (len(mem)+page-1)/page)
+	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&mem[0])), uintptr(len(mem)),
 		uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
 		t.Fatal(errno)
 	}
-	resident := 0
 	for _, v := range vec {
 		resident += int(v & 1)
 	}
-	return float64(resident*page) / (1 << 20)
+	return resident, len(vec)
 }
 
 // writeFile writes size bytes through a file sink's destination, then

@@ -3,12 +3,9 @@ package sink
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"testing"
-	"unsafe"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 )
 
 func TestRingFIFOWrapAndFull(t *testing.T) {
@@ -95,17 +92,8 @@ func TestRingThatKeepsUpTouchesOnlyItsFirstPages(t *testing.T) {
 		r.push(zerolog.InfoLevel, int64(i), []byte("and a second one"))
 		r.release(2)
 	}
-	page := os.Getpagesize()
-	vec := make([]byte, (len(r.home)+page-1)/page)
-	if _, _, errno := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&r.home[0])), uintptr(len(r.home)),
-		uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
-		t.Fatal(errno)
-	}
-	resident := 0
-	for _, v := range vec {
-		resident += int(v & 1)
-	}
+	resident, pages := residentPages(t, r.home)
 	if resident > 1 {
-		t.Fatalf("%d of %d pages of the queue resident after 40000 events never more than 2 deep, want 1", resident, len(vec))
+		t.Fatalf("%d of %d pages of the queue resident after 40000 events never more than 2 deep, want 1", resident, pages)
 	}
 }
