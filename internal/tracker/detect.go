@@ -190,7 +190,7 @@ func (t *Tracker) DueChecks(final bool) []Due {
 func (t *Tracker) Settle(d Due, now events.State, found bool, emit func(*Report)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.sockets[d.Cookie]
+	s := t.sockets.get(d.Cookie)
 	if s == nil || s.State != d.State {
 		return
 	}

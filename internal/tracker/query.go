@@ -56,7 +56,7 @@ func (t *Tracker) Sockets(q Query, wall func(uint64) time.Time) []SocketView {
 	defer t.mu.RUnlock()
 	now := t.clock()
 	out := make([]SocketView, 0, 64)
-	for _, s := range t.sockets {
+	for _, s := range t.sockets.rows {
 		if !q.wantsState(s.State) || q.Pid != 0 && s.Pid != q.Pid ||
 			q.Port != 0 && s.Sport != q.Port && s.Dport != q.Port {
 			continue
@@ -192,7 +192,7 @@ func (t *Tracker) Comms() []CommView {
 		idx[name] = len(out)
 		out = append(out, CommView{Comm: name, Time: c.Time, Transitions: c.Transitions, Leaks: c.Leaks})
 	}
-	for _, s := range t.sockets {
+	for _, s := range t.sockets.rows {
 		name := string(s.Comm.Bytes())
 		i, ok := idx[name]
 		if !ok {

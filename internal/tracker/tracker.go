@@ -101,7 +101,7 @@ type Tracker struct {
 	// record cost more than the rest of the tracker.
 	now uint64
 
-	sockets map[uint64]*Socket
+	sockets table
 	// Accepted children waiting for the kernel to name their listener.
 	awaiting  map[uint64]*awaiting
 	awaitFree []*awaiting
@@ -153,7 +153,7 @@ func New(cfg Config, clock func() uint64) *Tracker {
 	t := &Tracker{
 		cfg:       cfg,
 		clock:     clock,
-		sockets:   make(map[uint64]*Socket),
+		sockets:   newTable(),
 		listeners: make(map[listenKey][]*Socket),
 		timeWaits: make(map[pressureKey]int),
 		procs:     make(map[uint32]*Process),
@@ -259,7 +259,7 @@ func (t *Tracker) listenerOf(ev *events.Event) *Socket {
 	if cookie == 0 {
 		return nil
 	}
-	l := t.sockets[cookie]
+	l := t.sockets.get(cookie)
 	if l == nil || l.State != events.Listen || l.Pid == 0 || l.Sport != ev.Sport || l.Netns != ev.Netns {
 		return nil
 	}
@@ -330,7 +330,7 @@ func (t *Tracker) listening(s *Socket, on bool) {
 const closedSlots = 4096
 
 func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
-	s := t.sockets[ev.Cookie]
+	s := t.sockets.get(ev.Cookie)
 	if ev.Kind == events.KindState && (s != nil && s.saw(ev.Old, ev.New) ||
 		s == nil && ev.New == events.Close && ev.Cookie != 0 && t.closed[ev.Cookie%closedSlots] == ev.Cookie) {
 		t.stats.Duplicates++
@@ -340,7 +340,7 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 		if t.waiting(ev, emit) {
 			return
 		}
-		s = t.sockets[ev.Cookie] // waiting may have released the child's row
+		s = t.sockets.get(ev.Cookie) // waiting may have released the child's row
 	}
 	if ev.Old == events.Listen && ev.New == events.SynRecv && ev.Pid == 0 &&
 		t.inherit(ev) && src == SourceTracepoint && t.wait(ev) {
@@ -401,19 +401,19 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	if ev.New == events.Close {
 		if s != nil {
 			t.unindex(s)
-			delete(t.sockets, ev.Cookie)
+			t.sockets.remove(ev.Cookie)
 			t.release(s)
 			t.closed[ev.Cookie%closedSlots] = ev.Cookie
 		}
 		return
 	}
 	if s == nil {
-		if len(t.sockets) >= t.cfg.MaxSockets {
+		if t.sockets.len() >= t.cfg.MaxSockets {
 			t.stats.TableFull++
 			return
 		}
 		s = t.alloc(ev.Cookie)
-		t.sockets[ev.Cookie] = s
+		t.sockets.put(ev.Cookie, s)
 		if t.closed[ev.Cookie%closedSlots] == ev.Cookie {
 			t.closed[ev.Cookie%closedSlots] = 0 // open again (a new connect)
 		}
@@ -515,7 +515,7 @@ func (t *Tracker) update(s *Socket, ev *events.Event) {
 
 // applySnapshot adds a socket found by the start-up walk.
 func (t *Tracker) applySnapshot(ev *events.Event) {
-	if _, ok := t.sockets[ev.Cookie]; ok {
+	if t.sockets.get(ev.Cookie) != nil {
 		return // tracing saw it first: that row is better
 	}
 	if ev.Flags&events.FlagUnfollowed != 0 {
@@ -524,7 +524,7 @@ func (t *Tracker) applySnapshot(ev *events.Event) {
 		// counters say how many there are.
 		return
 	}
-	if len(t.sockets) >= t.cfg.MaxSockets {
+	if t.sockets.len() >= t.cfg.MaxSockets {
 		t.stats.TableFull++
 		return
 	}
@@ -537,19 +537,19 @@ func (t *Tracker) applySnapshot(ev *events.Event) {
 		s.Since, s.SinceLowerBound = ev.Mono, true
 	}
 	s.TimeWait = ev.Flags&events.FlagTimeWait != 0
-	t.sockets[ev.Cookie] = s
+	t.sockets.put(ev.Cookie, s)
 	t.index(s)
 }
 
 // applyFile records that a process holds a socket as a descriptor.
 func (t *Tracker) applyFile(ev *events.Event) {
-	s := t.sockets[ev.Cookie]
+	s := t.sockets.get(ev.Cookie)
 	if s == nil {
 		if !ev.Old.Valid() || ev.Old == events.Close {
 			return // an unconnected socket: nothing to track
 		}
 		t.applySnapshot(ev)
-		if s = t.sockets[ev.Cookie]; s == nil {
+		if s = t.sockets.get(ev.Cookie); s == nil {
 			return
 		}
 	}
@@ -577,7 +577,7 @@ func (t *Tracker) BeginFileScan() {
 func (t *Tracker) EndFileScan() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, s := range t.sockets {
+	for _, s := range t.sockets.rows {
 		if s.fdScan != t.scanGen {
 			s.FD = -1
 		}
@@ -597,7 +597,7 @@ func (t *Tracker) Stats() Stats {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	st := t.stats
-	st.Sockets = len(t.sockets)
+	st.Sockets = t.sockets.len()
 	st.SocketsMax = t.cfg.MaxSockets
 	return st
 }

@@ -365,7 +365,7 @@ func checkIndexes(t *testing.T, trk *Tracker) {
 	t.Helper()
 	ageing, tw, listen, unowned := 0, map[pressureKey]int{}, 0, 0
 	live := map[uint32][numStates]int{}
-	for _, s := range trk.sockets {
+	for _, s := range trk.sockets.rows {
 		switch s.State {
 		case events.CloseWait, events.FinWait1, events.FinWait2:
 			ageing++
