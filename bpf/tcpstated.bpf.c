@@ -158,8 +158,12 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
-/* Force bpf2go to emit the record type. */
+/* Put the shared types in BTF, for bpf2go -type to generate in Go. */
 const struct record *unused_record __attribute__((unused));
+const enum record_kind *unused_kind __attribute__((unused));
+const enum owner_source *unused_owner __attribute__((unused));
+const enum record_flag *unused_flag __attribute__((unused));
+const enum counter *unused_counter __attribute__((unused));
 
 static __always_inline void count(__u32 idx)
 {

@@ -41,7 +41,7 @@ func cmdRun(args []string) int {
 		port     portFlag
 		pid      pidFlag
 		disabled featuresFlag
-		ring     = sizeFlag(8 << 20)
+		ring     = sizeFlag(events.DefaultRingBytes)
 		format   = fs.String("format", "auto", "event format: json (one object per line), text (aligned), or auto: text on a terminal, json otherwise")
 		ready    = fs.String("ready-file", "", "write this file (pid and API address, JSON) once tracing has started")
 		listen   = fs.String("listen", DefaultListen, "network address for /metrics and /healthz (and /api/v1 with --listen-api); \"off\" to disable")
@@ -158,7 +158,7 @@ func cmdRun(args []string) int {
 		return usageError(fs, "--listen-api serves the API on --listen, which is off")
 	}
 	if *maxTW == 0 {
-		*maxTW = readSysctlInt("/proc/sys/net/ipv4/tcp_max_tw_buckets", 131072)
+		*maxTW = readSysctlInt("/proc/sys/net/ipv4/tcp_max_tw_buckets", events.DefaultMaxTimeWait)
 		*maxTW = min(max(*maxTW, 1024), 1<<22)
 	}
 
@@ -267,20 +267,21 @@ func readSysctlInt(path string, def int) int {
 	return n
 }
 
-// portRange is net.ipv4.ip_local_port_range, the ephemeral ports.
+// portRange is net.ipv4.ip_local_port_range, the ephemeral ports; where
+// it cannot be read, none, and the tracker takes the kernel's default.
 func portRange() [2]uint16 {
 	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
 	if err != nil {
-		return [2]uint16{32768, 60999}
+		return [2]uint16{}
 	}
 	f := strings.Fields(string(b))
 	if len(f) != 2 {
-		return [2]uint16{32768, 60999}
+		return [2]uint16{}
 	}
 	lo, err1 := strconv.ParseUint(f[0], 10, 16)
 	hi, err2 := strconv.ParseUint(f[1], 10, 16)
 	if err1 != nil || err2 != nil || lo > hi {
-		return [2]uint16{32768, 60999}
+		return [2]uint16{}
 	}
 	return [2]uint16{uint16(lo), uint16(hi)}
 }

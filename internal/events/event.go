@@ -9,36 +9,37 @@ import (
 	"unsafe"
 )
 
-// Kind says what a record reports.
+// Kind says what a record reports: enum record_kind of bpf/tcpstated.h,
+// whose values bpf2go generates.
 type Kind uint8
 
 const (
 	// KindState: a socket changed state (the tracepoint, or a timewait
 	// socket's substate switch, or a timewait socket's end).
-	KindState Kind = 1
+	KindState = Kind(tcpstatedRecordKindRECORD_STATE)
 	// KindTimeWaitSwitch: a timewait socket went FIN_WAIT2 -> TIME_WAIT.
-	KindTimeWaitSwitch Kind = 2
+	KindTimeWaitSwitch = Kind(tcpstatedRecordKindRECORD_TW_SUBSTATE)
 	// KindTimeWaitEnd: a timewait socket ended.
-	KindTimeWaitEnd Kind = 3
+	KindTimeWaitEnd = Kind(tcpstatedRecordKindRECORD_TW_END)
 	// KindSocket: a socket that exists (start-up snapshot).
-	KindSocket Kind = 4
+	KindSocket = Kind(tcpstatedRecordKindRECORD_SOCKET)
 	// KindFile: a process holds a socket as a descriptor.
-	KindFile Kind = 5
+	KindFile = Kind(tcpstatedRecordKindRECORD_FILE)
 	// KindAccept: an accepted child (Cookie) is queued on the listener
 	// whose cookie is Listener(), of several that may share its port.
-	KindAccept Kind = 6
+	KindAccept = Kind(tcpstatedRecordKindRECORD_ACCEPT)
 )
 
-// Flags qualify a record; they mirror enum record_flag in bpf/tcpstated.h.
+// Flags qualify a record: enum record_flag of bpf/tcpstated.h.
 type Flags uint8
 
 const (
-	FlagTimeWait      Flags = 1 << 0 // handed over to a timewait socket
-	FlagExpired       Flags = 1 << 1 // timewait timer expired
-	FlagEndedEarly    Flags = 1 << 2 // timewait ended before its timer
-	FlagSwitchDerived Flags = 1 << 3 // switch time taken from the timer
-	FlagPreexisting   Flags = 1 << 4 // existed before tracing began
-	FlagUnfollowed    Flags = 1 << 5 // a timewait socket whose end will not be seen
+	FlagTimeWait      = Flags(tcpstatedRecordFlagFLAG_TIMEWAIT)       // handed over to a timewait socket
+	FlagExpired       = Flags(tcpstatedRecordFlagFLAG_EXPIRED)        // timewait timer expired
+	FlagEndedEarly    = Flags(tcpstatedRecordFlagFLAG_ENDED_EARLY)    // timewait ended before its timer
+	FlagSwitchDerived = Flags(tcpstatedRecordFlagFLAG_SWITCH_DERIVED) // switch time taken from the timer
+	FlagPreexisting   = Flags(tcpstatedRecordFlagFLAG_PREEXISTING)    // existed before tracing began
+	FlagUnfollowed    = Flags(tcpstatedRecordFlagFLAG_UNFOLLOWED)     // a timewait socket whose end will not be seen
 )
 
 // Comm is a kernel task name (TASK_COMM_LEN bytes, NUL padded).
@@ -94,30 +95,30 @@ func (e *Event) Listener() uint64 {
 // RecordSize is the size of one ring-buffer record.
 const RecordSize = int(unsafe.Sizeof(tcpstatedRecord{}))
 
-// Offsets into a record, checked against the generated layout in tests.
+// Offsets into a record, from the layout bpf2go generated from C.
 const (
-	offTs      = 0
-	offSince   = 8
-	offCookie  = 16
-	offTw      = 24
-	offAux     = 32
-	offJiffies = 40
-	offPid     = 48
-	offCPUPid  = 52
-	offNetns   = 56
-	offSport   = 60
-	offDport   = 62
-	offSaddr   = 64
-	offDaddr   = 80
-	offKind    = 96
-	offFamily  = 97
-	offOld     = 98
-	offNew     = 99
-	offOwner   = 100
-	offFlags   = 101
-	offCPU     = 102
-	offComm    = 104
-	offCPUComm = 120
+	offTs      = int(unsafe.Offsetof(tcpstatedRecord{}.TsNs))
+	offSince   = int(unsafe.Offsetof(tcpstatedRecord{}.SinceNs))
+	offCookie  = int(unsafe.Offsetof(tcpstatedRecord{}.Cookie))
+	offTw      = int(unsafe.Offsetof(tcpstatedRecord{}.Tw))
+	offAux     = int(unsafe.Offsetof(tcpstatedRecord{}.Aux))
+	offJiffies = int(unsafe.Offsetof(tcpstatedRecord{}.Jiffies))
+	offPid     = int(unsafe.Offsetof(tcpstatedRecord{}.Pid))
+	offCPUPid  = int(unsafe.Offsetof(tcpstatedRecord{}.CpuPid))
+	offNetns   = int(unsafe.Offsetof(tcpstatedRecord{}.Netns))
+	offSport   = int(unsafe.Offsetof(tcpstatedRecord{}.Sport))
+	offDport   = int(unsafe.Offsetof(tcpstatedRecord{}.Dport))
+	offSaddr   = int(unsafe.Offsetof(tcpstatedRecord{}.Saddr))
+	offDaddr   = int(unsafe.Offsetof(tcpstatedRecord{}.Daddr))
+	offKind    = int(unsafe.Offsetof(tcpstatedRecord{}.Kind))
+	offFamily  = int(unsafe.Offsetof(tcpstatedRecord{}.Family))
+	offOld     = int(unsafe.Offsetof(tcpstatedRecord{}.Oldstate))
+	offNew     = int(unsafe.Offsetof(tcpstatedRecord{}.Newstate))
+	offOwner   = int(unsafe.Offsetof(tcpstatedRecord{}.OwnerSrc))
+	offFlags   = int(unsafe.Offsetof(tcpstatedRecord{}.Flags))
+	offCPU     = int(unsafe.Offsetof(tcpstatedRecord{}.Cpu))
+	offComm    = int(unsafe.Offsetof(tcpstatedRecord{}.Comm))
+	offCPUComm = int(unsafe.Offsetof(tcpstatedRecord{}.CpuComm))
 )
 
 // ErrMalformed wraps every decoding error.

@@ -8,44 +8,59 @@ import (
 	"unsafe"
 )
 
-// The decoder's offsets must match the layout bpf2go generated from C.
-func TestLayoutMatchesGenerated(t *testing.T) {
+// The decoder reads each field at the width C declares it (the offsets
+// come from the generated layout).
+func TestDecoderWidthsMatchGenerated(t *testing.T) {
 	var r tcpstatedRecord
 	checks := []struct {
-		name string
-		got  uintptr
-		want int
+		name      string
+		got, want uintptr
 	}{
-		{"ts_ns", unsafe.Offsetof(r.TsNs), offTs},
-		{"since_ns", unsafe.Offsetof(r.SinceNs), offSince},
-		{"cookie", unsafe.Offsetof(r.Cookie), offCookie},
-		{"tw", unsafe.Offsetof(r.Tw), offTw},
-		{"aux", unsafe.Offsetof(r.Aux), offAux},
-		{"jiffies", unsafe.Offsetof(r.Jiffies), offJiffies},
-		{"pid", unsafe.Offsetof(r.Pid), offPid},
-		{"cpu_pid", unsafe.Offsetof(r.CpuPid), offCPUPid},
-		{"netns", unsafe.Offsetof(r.Netns), offNetns},
-		{"sport", unsafe.Offsetof(r.Sport), offSport},
-		{"dport", unsafe.Offsetof(r.Dport), offDport},
-		{"saddr", unsafe.Offsetof(r.Saddr), offSaddr},
-		{"daddr", unsafe.Offsetof(r.Daddr), offDaddr},
-		{"kind", unsafe.Offsetof(r.Kind), offKind},
-		{"family", unsafe.Offsetof(r.Family), offFamily},
-		{"oldstate", unsafe.Offsetof(r.Oldstate), offOld},
-		{"newstate", unsafe.Offsetof(r.Newstate), offNew},
-		{"owner_src", unsafe.Offsetof(r.OwnerSrc), offOwner},
-		{"flags", unsafe.Offsetof(r.Flags), offFlags},
-		{"cpu", unsafe.Offsetof(r.Cpu), offCPU},
-		{"comm", unsafe.Offsetof(r.Comm), offComm},
-		{"cpu_comm", unsafe.Offsetof(r.CpuComm), offCPUComm},
+		{"ts_ns", unsafe.Sizeof(r.TsNs), 8},
+		{"since_ns", unsafe.Sizeof(r.SinceNs), 8},
+		{"cookie", unsafe.Sizeof(r.Cookie), 8},
+		{"tw", unsafe.Sizeof(r.Tw), 8},
+		{"aux", unsafe.Sizeof(r.Aux), 8},
+		{"jiffies", unsafe.Sizeof(r.Jiffies), 8},
+		{"pid", unsafe.Sizeof(r.Pid), 4},
+		{"cpu_pid", unsafe.Sizeof(r.CpuPid), 4},
+		{"netns", unsafe.Sizeof(r.Netns), 4},
+		{"sport", unsafe.Sizeof(r.Sport), 2},
+		{"dport", unsafe.Sizeof(r.Dport), 2},
+		{"saddr", unsafe.Sizeof(r.Saddr), 16},
+		{"daddr", unsafe.Sizeof(r.Daddr), 16},
+		{"kind", unsafe.Sizeof(r.Kind), 1},
+		{"family", unsafe.Sizeof(r.Family), 1},
+		{"oldstate", unsafe.Sizeof(r.Oldstate), 1},
+		{"newstate", unsafe.Sizeof(r.Newstate), 1},
+		{"owner_src", unsafe.Sizeof(r.OwnerSrc), 1},
+		{"flags", unsafe.Sizeof(r.Flags), 1},
+		{"cpu", unsafe.Sizeof(r.Cpu), 2},
+		{"comm", unsafe.Sizeof(r.Comm), 16},
+		{"cpu_comm", unsafe.Sizeof(r.CpuComm), 16},
 	}
 	for _, c := range checks {
-		if int(c.got) != c.want {
-			t.Errorf("%s at offset %d in the generated struct, decoder reads %d", c.name, c.got, c.want)
+		if c.got != c.want {
+			t.Errorf("%s is %d bytes in C, the decoder reads %d", c.name, c.got, c.want)
 		}
 	}
-	if RecordSize != 136 {
-		t.Errorf("record is %d bytes; update the offsets and this test together", RecordSize)
+}
+
+// Every counter of enum counter is read into a field of its own.
+func TestEveryCounterHasAField(t *testing.T) {
+	var c Counters
+	seen := map[tcpstatedCounter]bool{}
+	dsts := map[*uint64]bool{}
+	for _, f := range counterFields(&c) {
+		if f.idx >= tcpstatedCounterCOUNTER_MAX || seen[f.idx] || dsts[f.dst] {
+			t.Errorf("counter %d: out of range or read twice", f.idx)
+		}
+		seen[f.idx], dsts[f.dst] = true, true
+	}
+	for i := tcpstatedCounter(0); i < tcpstatedCounterCOUNTER_MAX; i++ {
+		if !seen[i] {
+			t.Errorf("counter %d (enum counter in bpf/tcpstated.h) is never read", i)
+		}
 	}
 }
 

@@ -112,16 +112,17 @@ func (f Family) String() string {
 	return "unknown"
 }
 
-// OwnerSource says how the owner of a socket was learned.
+// OwnerSource says how the owner of a socket was learned: enum
+// owner_source of bpf/tcpstated.h.
 type OwnerSource uint8
 
 const (
-	OwnerUnknown OwnerSource = 0
-	OwnerConnect OwnerSource = 1 // called connect()
-	OwnerListen  OwnerSource = 2 // called listen()
-	OwnerAccept  OwnerSource = 3 // the listener's owner, for an accepted socket
-	OwnerClose   OwnerSource = 4 // called close() or shutdown()
-	OwnerFile    OwnerSource = 5 // holds the socket in its file table
+	OwnerUnknown = OwnerSource(tcpstatedOwnerSourceOWNER_UNKNOWN)
+	OwnerConnect = OwnerSource(tcpstatedOwnerSourceOWNER_CONNECT) // called connect()
+	OwnerListen  = OwnerSource(tcpstatedOwnerSourceOWNER_LISTEN)  // called listen()
+	OwnerAccept  = OwnerSource(tcpstatedOwnerSourceOWNER_ACCEPT)  // the listener's owner, for an accepted socket
+	OwnerClose   = OwnerSource(tcpstatedOwnerSourceOWNER_CLOSE)   // called close() or shutdown()
+	OwnerFile    = OwnerSource(tcpstatedOwnerSourceOWNER_FILE)    // holds the socket in its file table
 )
 
 func (o OwnerSource) String() string {

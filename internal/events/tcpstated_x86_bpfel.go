@@ -13,6 +13,20 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type tcpstatedCounter uint32
+
+const (
+	tcpstatedCounterCOUNTER_RECORDS        tcpstatedCounter = 0
+	tcpstatedCounterCOUNTER_LOST           tcpstatedCounter = 1
+	tcpstatedCounterCOUNTER_HELD_FULL      tcpstatedCounter = 2
+	tcpstatedCounterCOUNTER_TW_FULL        tcpstatedCounter = 3
+	tcpstatedCounterCOUNTER_WATCH_FULL     tcpstatedCounter = 4
+	tcpstatedCounterCOUNTER_FILTERED       tcpstatedCounter = 5
+	tcpstatedCounterCOUNTER_TW_OLD_SKIPPED tcpstatedCounter = 6
+	tcpstatedCounterCOUNTER_STATE_NESTED   tcpstatedCounter = 7
+	tcpstatedCounterCOUNTER_MAX            tcpstatedCounter = 8
+)
+
 type tcpstatedHandoff struct {
 	_        structs.HostLayout
 	Tw       uint64
@@ -40,6 +54,17 @@ type tcpstatedHeldChange struct {
 	Listener uint64
 }
 
+type tcpstatedOwnerSource uint32
+
+const (
+	tcpstatedOwnerSourceOWNER_UNKNOWN tcpstatedOwnerSource = 0
+	tcpstatedOwnerSourceOWNER_CONNECT tcpstatedOwnerSource = 1
+	tcpstatedOwnerSourceOWNER_LISTEN  tcpstatedOwnerSource = 2
+	tcpstatedOwnerSourceOWNER_ACCEPT  tcpstatedOwnerSource = 3
+	tcpstatedOwnerSourceOWNER_CLOSE   tcpstatedOwnerSource = 4
+	tcpstatedOwnerSourceOWNER_FILE    tcpstatedOwnerSource = 5
+)
+
 type tcpstatedRecord struct {
 	_        structs.HostLayout
 	TsNs     uint64
@@ -65,6 +90,28 @@ type tcpstatedRecord struct {
 	Comm     [16]int8
 	CpuComm  [16]int8
 }
+
+type tcpstatedRecordFlag uint32
+
+const (
+	tcpstatedRecordFlagFLAG_TIMEWAIT       tcpstatedRecordFlag = 1
+	tcpstatedRecordFlagFLAG_EXPIRED        tcpstatedRecordFlag = 2
+	tcpstatedRecordFlagFLAG_ENDED_EARLY    tcpstatedRecordFlag = 4
+	tcpstatedRecordFlagFLAG_SWITCH_DERIVED tcpstatedRecordFlag = 8
+	tcpstatedRecordFlagFLAG_PREEXISTING    tcpstatedRecordFlag = 16
+	tcpstatedRecordFlagFLAG_UNFOLLOWED     tcpstatedRecordFlag = 32
+)
+
+type tcpstatedRecordKind uint32
+
+const (
+	tcpstatedRecordKindRECORD_STATE       tcpstatedRecordKind = 1
+	tcpstatedRecordKindRECORD_TW_SUBSTATE tcpstatedRecordKind = 2
+	tcpstatedRecordKindRECORD_TW_END      tcpstatedRecordKind = 3
+	tcpstatedRecordKindRECORD_SOCKET      tcpstatedRecordKind = 4
+	tcpstatedRecordKindRECORD_FILE        tcpstatedRecordKind = 5
+	tcpstatedRecordKindRECORD_ACCEPT      tcpstatedRecordKind = 6
+)
 
 type tcpstatedTaken struct {
 	_      structs.HostLayout
@@ -119,6 +166,10 @@ const (
 	tcpstatedVarMaxPreexistingTw = "max_preexisting_tw"
 	tcpstatedVarPreexistingTw    = "preexisting_tw"
 	tcpstatedVarTwTimerFn        = "tw_timer_fn"
+	tcpstatedVarUnusedCounter    = "unused_counter"
+	tcpstatedVarUnusedFlag       = "unused_flag"
+	tcpstatedVarUnusedKind       = "unused_kind"
+	tcpstatedVarUnusedOwner      = "unused_owner"
 	tcpstatedVarUnusedRecord     = "unused_record"
 	tcpstatedVarWakeupBytes      = "wakeup_bytes"
 	tcpstatedVarWatched          = "watched"
@@ -205,6 +256,10 @@ type tcpstatedVariableSpecs struct {
 	MaxPreexistingTw *ebpf.VariableSpec `ebpf:"max_preexisting_tw"`
 	PreexistingTw    *ebpf.VariableSpec `ebpf:"preexisting_tw"`
 	TwTimerFn        *ebpf.VariableSpec `ebpf:"tw_timer_fn"`
+	UnusedCounter    *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedFlag       *ebpf.VariableSpec `ebpf:"unused_flag"`
+	UnusedKind       *ebpf.VariableSpec `ebpf:"unused_kind"`
+	UnusedOwner      *ebpf.VariableSpec `ebpf:"unused_owner"`
 	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	Watched          *ebpf.VariableSpec `ebpf:"watched"`
@@ -267,6 +322,10 @@ type tcpstatedVariables struct {
 	MaxPreexistingTw *ebpf.Variable `ebpf:"max_preexisting_tw"`
 	PreexistingTw    *ebpf.Variable `ebpf:"preexisting_tw"`
 	TwTimerFn        *ebpf.Variable `ebpf:"tw_timer_fn"`
+	UnusedCounter    *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedFlag       *ebpf.Variable `ebpf:"unused_flag"`
+	UnusedKind       *ebpf.Variable `ebpf:"unused_kind"`
+	UnusedOwner      *ebpf.Variable `ebpf:"unused_owner"`
 	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 	Watched          *ebpf.Variable `ebpf:"watched"`

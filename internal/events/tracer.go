@@ -77,6 +77,12 @@ func (t *Tracer) Enabled(f Feature) bool {
 // HZ is the kernel's tick rate, as measured at start.
 func (t *Tracer) HZ() uint32 { return t.hz }
 
+// Defaults of Config.
+const (
+	DefaultRingBytes   = 8 << 20
+	DefaultMaxTimeWait = 131072
+)
+
 // Open checks the system, loads the core and every feature the kernel
 // allows, and attaches them. It fails only when the core cannot run.
 func Open(cfg Config) (*Tracer, error) {
@@ -84,10 +90,10 @@ func Open(cfg Config) (*Tracer, error) {
 		return nil, err
 	}
 	if cfg.RingBytes <= 0 {
-		cfg.RingBytes = 8 << 20
+		cfg.RingBytes = DefaultRingBytes
 	}
 	if cfg.MaxTimeWait <= 0 {
-		cfg.MaxTimeWait = 131072
+		cfg.MaxTimeWait = DefaultMaxTimeWait
 	}
 	if cfg.WakeupBytes <= 0 {
 		// Small enough that one burst fits a sink's queue (~1900
@@ -390,6 +396,27 @@ type Counters struct {
 	LostPerCPU []uint64
 }
 
+// counterField is where one of the kernel's counters goes.
+type counterField struct {
+	idx tcpstatedCounter
+	dst *uint64
+}
+
+// counterFields names every kernel counter's field in c (a test checks
+// that none is left out).
+func counterFields(c *Counters) []counterField {
+	return []counterField{
+		{tcpstatedCounterCOUNTER_RECORDS, &c.Records},
+		{tcpstatedCounterCOUNTER_LOST, &c.Lost},
+		{tcpstatedCounterCOUNTER_HELD_FULL, &c.HeldFull},
+		{tcpstatedCounterCOUNTER_TW_FULL, &c.TimeWaitFull},
+		{tcpstatedCounterCOUNTER_WATCH_FULL, &c.WatchFull},
+		{tcpstatedCounterCOUNTER_FILTERED, &c.Filtered},
+		{tcpstatedCounterCOUNTER_TW_OLD_SKIPPED, &c.OldTimeWaitSkipped},
+		{tcpstatedCounterCOUNTER_STATE_NESTED, &c.NestedRecovered},
+	}
+}
+
 // Counters reads the per-CPU counters.
 func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
@@ -404,14 +431,13 @@ func (t *Tracer) Counters() (Counters, error) {
 		}
 		return sum, per, nil
 	}
-	var err error
-	dst := []*uint64{&c.Records, &c.Lost, &c.HeldFull, &c.TimeWaitFull, &c.WatchFull, &c.Filtered, &c.OldTimeWaitSkipped, &c.NestedRecovered}
-	for i, p := range dst {
-		var per []uint64
-		if *p, per, err = read(uint32(i)); err != nil {
+	for _, f := range counterFields(&c) {
+		sum, per, err := read(uint32(f.idx))
+		if err != nil {
 			return c, err
 		}
-		if i == 1 {
+		*f.dst = sum
+		if f.idx == tcpstatedCounterCOUNTER_LOST {
 			c.LostPerCPU = per
 		}
 	}

@@ -148,7 +148,7 @@ func New(cfg Config, clock func() uint64) *Tracker {
 		cfg.TimeWaitShare = 0.5
 	}
 	if cfg.PortRange == [2]uint16{} {
-		cfg.PortRange = [2]uint16{32768, 60999}
+		cfg.PortRange = [2]uint16{32768, 60999} // the kernel's default
 	}
 	t := &Tracker{
 		cfg:       cfg,
