@@ -246,12 +246,9 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 	}
 	go func() {
 		<-ctx.Done()
-		// FIN_WAIT2 -> TIME_WAIT switches not yet found by the poll
-		// would be lost with the programs: find them first.
-		if err := d.tracer.PollTimeWaits(); err != nil {
-			d.log.Warn().Err(err).Msg("last timewait poll failed")
+		if err := d.tracer.Stop(); err != nil { // Poll drains what is left
+			d.log.Warn().Err(err).Msg("stopping the tracer")
 		}
-		d.tracer.Stop() // detach, then let Poll drain what is left
 	}()
 
 	poll := d.opt.PollInterval
@@ -262,9 +259,28 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 	if scanEvery <= 0 {
 		scanEvery = 10 * time.Second
 	}
-	var ev events.Event
 	now := time.Now()
-	nextTW, nextTick, nextScan, nextSync := now, now.Add(time.Second), now.Add(scanEvery), now.Add(10*time.Second)
+	var jobs schedule
+	jobs.add(now, 0, poll*2, func() {
+		if err := d.tracer.PollTimeWaits(); err != nil {
+			d.log.Error().Err(err).Msg("timewait poll failed")
+		}
+	})
+	scan := jobs.add(now, scanEvery, scanEvery, func() {
+		if err := d.scanFiles(false); err != nil {
+			d.log.Error().Err(err).Msg("file table walk failed")
+		}
+	})
+	tick := jobs.add(now, time.Second, time.Second, func() {
+		d.settleDue(false)
+		d.trk.Tick(d.write)
+		d.checkLoss()
+	})
+	// A finding about to be reported needs fresh descriptors.
+	scan.early = func(now time.Time) bool { return tick.due(now) && d.trk.HasPendingFindings() }
+	jobs.add(now, 10*time.Second, 10*time.Second, d.clock.Sync)
+
+	var ev events.Event
 	var runErr error
 	for {
 		err := d.tracer.PollBatched(poll, &ev, d.applyLocked, d.badRecord, d.trk.Locked)
@@ -277,29 +293,7 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 		}
 		// The sinks' drainers wake once for all this read wrote.
 		d.fanout.Flush()
-		now = time.Now()
-		if now.After(nextTW) {
-			nextTW = now.Add(poll * 2)
-			if err := d.tracer.PollTimeWaits(); err != nil {
-				d.log.Error().Err(err).Msg("timewait poll failed")
-			}
-		}
-		if now.After(nextScan) || (now.After(nextTick) && d.trk.HasPendingFindings()) {
-			nextScan = now.Add(scanEvery)
-			if err := d.scanFiles(false); err != nil {
-				d.log.Error().Err(err).Msg("file table walk failed")
-			}
-		}
-		if now.After(nextTick) {
-			nextTick = now.Add(time.Second)
-			d.settleDue(false)
-			d.trk.Tick(d.write)
-			d.checkLoss()
-		}
-		if now.After(nextSync) {
-			nextSync = now.Add(10 * time.Second)
-			d.clock.Sync()
-		}
+		jobs.runDue(time.Now())
 		d.fanout.Flush() // findings of the tick
 	}
 	// Changes no program saw, up to the end: the kernel still has the

@@ -51,8 +51,11 @@ type Tracer struct {
 	iters    map[string]*link.Iter // attached iterators, opened per walk
 	ring     *ring
 	features []FeatureStatus
-	// stopping: Stop was called; Poll drains what is left and ends.
+	// stopping: the programs are detached; Poll drains what is left and
+	// ends.
 	stopping atomic.Bool
+	stopOnce sync.Once
+	stopErr  error
 	readMu   sync.Mutex // held by Poll; Close takes it before unmapping
 	hz       uint32
 	closed   atomic.Bool
@@ -335,14 +338,29 @@ func (t *Tracer) PollBatched(interval time.Duration, ev *Event, fn func(*Event),
 }
 
 // Stop detaches every program, so nothing new is recorded, and makes
-// Poll return what is left followed by io.EOF.
+// Poll return what is left followed by io.EOF. FIN_WAIT2 -> TIME_WAIT
+// switches the timewait poll has not found yet would be lost with the
+// programs: it polls once more first.
 func (t *Tracer) Stop() error {
+	t.stopOnce.Do(func() { t.stopErr = t.stop(true) })
+	return t.stopErr
+}
+
+// stop is Stop, and Close's without the last poll (the tracer may not
+// have opened).
+func (t *Tracer) stop(lastPoll bool) error {
+	var err error
+	if lastPoll {
+		if err = t.PollTimeWaits(); err != nil {
+			err = fmt.Errorf("last timewait poll: %w", err)
+		}
+	}
 	t.detach()
 	t.stopping.Store(true)
 	if t.ring != nil {
-		return t.ring.stop()
+		err = errors.Join(err, t.ring.stop())
 	}
-	return nil
+	return err
 }
 
 func (t *Tracer) detach() {
@@ -359,7 +377,7 @@ func (t *Tracer) Close() error {
 	if !t.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	t.Stop()
+	t.stopOnce.Do(func() { t.stopErr = t.stop(false) })
 	if t.ring != nil {
 		t.readMu.Lock()
 		t.ring.close()
