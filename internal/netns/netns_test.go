@@ -17,7 +17,10 @@ import (
 func TestDoLeavesTheDaemonsThreadsHome(t *testing.T) {
 	testkit.NeedRoot(t)
 	holder := exec.Command("sleep", "60")
-	holder.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the thread that started the holder
+	// ends, and every Do below ends a thread of this process (CI saw the
+	// namespace gone at round 2). Cleanup kills it; sleep ends anyway.
+	holder.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	if err := holder.Start(); err != nil {
 		t.Fatalf("making a network namespace: %v", err)
 	}
