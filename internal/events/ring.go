@@ -14,11 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ring reads the BPF ring buffer where the kernel wrote it and gives the
-// space back once per batch. A reader that stores the consumer position
-// after every record (cilium/ebpf's and libbpf's do) moves that cache line
-// to its CPU 300k times a second, and every bpf_ringbuf_reserve on the
-// other CPUs reads it: both sides paid for it.
+// ring reads the BPF ring buffer in place and gives the space back once
+// per batch: the consumer position stored per record moved its cache line
+// between the reader and every producer (docs/performance.md).
 type ring struct {
 	mu sync.Mutex // stop and close come from other goroutines
 	// The ring's descriptor, in the Go runtime's poller: a reader blocked
