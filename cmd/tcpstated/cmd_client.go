@@ -11,7 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/tcpstated/tcpstated/internal/tracker"
+	"github.com/tcpstated/tcpstated/internal/api"
 )
 
 func cmdSockets(args []string) int {
@@ -56,8 +56,8 @@ func cmdSockets(args []string) int {
 		q.Set("pid", pid.String())
 	}
 	var resp struct {
-		Sockets []tracker.SocketView `json:"sockets"`
-		Own     bool                 `json:"only_own_processes,omitempty"`
+		Sockets []api.Socket `json:"sockets"`
+		Own     bool         `json:"only_own_processes,omitempty"`
 	}
 	api, err := cf.client()
 	if err != nil {

@@ -15,8 +15,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tcpstated/tcpstated/internal/api"
 	"github.com/tcpstated/tcpstated/internal/events"
-	"github.com/tcpstated/tcpstated/internal/tracker"
 )
 
 // topSorts are the orders top can show, by key and flag value.
@@ -81,11 +81,11 @@ Flags:
 	if sortIdx < 0 {
 		return usageError(fs, "--sort %q: want leaking, timewait, closewait, sockets or pid", *sortBy)
 	}
-	api, err := cf.client()
+	client, err := cf.client()
 	if err != nil {
 		return usageError(fs, "%v", err)
 	}
-	t := &top{addr: cf.addr, api: api, sort: sortIdx, out: os.Stdout}
+	t := &top{addr: cf.addr, api: client, sort: sortIdx, out: os.Stdout}
 	if isTerminal() {
 		return t.interactive(*interval, *iterations)
 	}
@@ -110,19 +110,19 @@ type topData struct {
 }
 
 // fetch asks the daemon; a failure is kept for the screen, not fatal.
-func fetch(api *apiClient) (t topData) {
+func fetch(c *apiClient) (t topData) {
 	var procs struct {
-		Processes []tracker.ProcessView `json:"processes"`
-		Unowned   int                   `json:"unowned_sockets"`
-		Own       bool                  `json:"only_own_processes"`
+		Processes []api.Process `json:"processes"`
+		Unowned   int           `json:"unowned_sockets"`
+		Own       bool          `json:"only_own_processes"`
 	}
 	var socks struct {
-		Sockets []tracker.SocketView `json:"sockets"`
+		Sockets []api.Socket `json:"sockets"`
 	}
 	t.at = time.Now()
-	t.err = api.getJSON("/api/v1/processes", nil, &procs)
+	t.err = c.getJSON("/api/v1/processes", nil, &procs)
 	if t.err == nil {
-		t.err = api.getJSON("/api/v1/sockets", url.Values{"state": {events.CloseWait.String()}}, &socks)
+		t.err = c.getJSON("/api/v1/sockets", url.Values{"state": {events.CloseWait.String()}}, &socks)
 	}
 	if t.err != nil {
 		return t

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tcpstated/tcpstated/internal/api"
 	"github.com/tcpstated/tcpstated/internal/events"
 	"github.com/tcpstated/tcpstated/internal/tracker"
 )
@@ -192,14 +193,14 @@ func (d *Daemon) handleSockets(w http.ResponseWriter, r *http.Request) {
 		if err := d.scanFiles(false); err != nil {
 			d.log.Warn().Err(err).Msg("file table walk failed")
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"sockets": d.trk.Sockets(q, d.clock.Wall)})
+		writeJSON(w, http.StatusOK, map[string]any{"sockets": d.sockets(q)})
 		return
 	}
 	// Another user's: only their own processes' sockets, as `ss -p`.
 	limit := q.Limit
 	q.Limit = maxRows
 	own := newOwnedBy(c.uid)
-	rows := d.trk.Sockets(q, d.clock.Wall)
+	rows := d.sockets(q)
 	out := rows[:0]
 	for _, s := range rows {
 		if len(out) < limit && own.owns(s.Pid, s.AgeS) {
@@ -207,6 +208,18 @@ func (d *Daemon) handleSockets(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"sockets": out, "only_own_processes": true})
+}
+
+// sockets is the socket table's rows matching q, as the API shows them.
+func (d *Daemon) sockets(q tracker.Query) []api.Socket {
+	rows, now := d.trk.Sockets(q)
+	return api.Sockets(rows, now, d.clock.Wall)
+}
+
+// processes is the tracked processes, as the API shows them.
+func (d *Daemon) processes() []api.Process {
+	procs, now := d.trk.Processes()
+	return api.Processes(procs, now)
 }
 
 func (d *Daemon) handleProcesses(w http.ResponseWriter, r *http.Request) {
@@ -219,11 +232,11 @@ func (d *Daemon) handleProcesses(w http.ResponseWriter, r *http.Request) {
 		if err := d.scanFiles(false); err != nil {
 			d.log.Warn().Err(err).Msg("file table walk failed")
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"processes": d.trk.Processes(), "unowned_sockets": d.trk.UnownedSockets()})
+		writeJSON(w, http.StatusOK, map[string]any{"processes": d.processes(), "unowned_sockets": d.trk.UnownedSockets()})
 		return
 	}
 	own := newOwnedBy(c.uid)
-	procs := d.trk.Processes()
+	procs := d.processes()
 	out := procs[:0]
 	for _, p := range procs {
 		if own.owns(p.Pid, p.TrackedS) {

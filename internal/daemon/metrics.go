@@ -1,12 +1,11 @@
 package daemon
 
 import (
-	"github.com/tcpstated/tcpstated/internal/buildinfo"
 	"io"
 	"runtime"
 	"sync"
-	"time"
 
+	"github.com/tcpstated/tcpstated/internal/buildinfo"
 	"github.com/tcpstated/tcpstated/internal/events"
 	"github.com/tcpstated/tcpstated/internal/metrics"
 	"github.com/tcpstated/tcpstated/internal/tracker"
@@ -92,14 +91,15 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 
 	// CLOSE_WAIT sockets past the threshold now, under the same bounded
 	// comm labels as the rest.
-	noWall := func(uint64) time.Time { return time.Time{} }
-	for _, sv := range d.trk.Sockets(tracker.Query{States: []events.State{events.CloseWait}}, noWall) {
-		if !sv.CloseWaitLeak {
+	rows, _ := d.trk.Sockets(tracker.Query{States: []events.State{events.CloseWait}})
+	for _, row := range rows {
+		if !row.Leaked {
 			continue
 		}
-		i, ok := idx[sv.Comm]
+		comm := row.Comm.String()
+		i, ok := idx[comm]
 		if !ok {
-			name := sv.Comm
+			name := comm
 			if len(s.Comms) >= cfg.MaxComms {
 				name = tracker.OtherComm
 			}

@@ -18,8 +18,8 @@ type Process struct {
 	Time [numStates]Durations
 	// CLOSE_WAIT sockets past the threshold now, and ever reported.
 	Leaking, Leaks int
+	FirstSeen      uint64 // when the pid was first attributed a socket
 	lastSeen       uint64
-	firstSeen      uint64 // when the pid was first attributed a socket
 }
 
 // CommStats aggregates by command name, the bounded label for metrics.
@@ -55,7 +55,7 @@ func (t *Tracker) proc(pid uint32, comm events.Comm) *Process {
 		if len(t.procs) >= t.cfg.MaxProcesses && !t.evictProcess() {
 			return nil
 		}
-		p = &Process{Pid: pid, firstSeen: t.now}
+		p = &Process{Pid: pid, FirstSeen: t.now}
 		t.procs[pid] = p
 	}
 	if comm[0] != 0 {

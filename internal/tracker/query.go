@@ -1,9 +1,7 @@
 package tracker
 
 import (
-	"net/netip"
 	"sort"
-	"time"
 
 	"github.com/tcpstated/tcpstated/internal/events"
 )
@@ -29,148 +27,51 @@ func (q *Query) wantsState(st events.State) bool {
 	return false
 }
 
-// SocketView is one socket as the API shows it.
-type SocketView struct {
-	Cookie         uint64    `json:"cookie"`
-	Pid            uint32    `json:"pid"`
-	Comm           string    `json:"comm"`
-	FD             *int32    `json:"fd"` // null: no descriptor known
-	Owner          string    `json:"owner"`
-	State          string    `json:"state"`
-	Since          time.Time `json:"since"`
-	AgeS           float64   `json:"age_s"`
-	AgeLowerBound  bool      `json:"age_is_lower_bound"`
-	Family         string    `json:"family"`
-	Saddr          string    `json:"saddr"`
-	Sport          uint16    `json:"sport"`
-	Daddr          string    `json:"daddr"`
-	Dport          uint16    `json:"dport"`
-	Netns          uint32    `json:"netns"`
-	TimeWaitSocket bool      `json:"timewait_socket"`
-	CloseWaitLeak  bool      `json:"close_wait_leak"`
-}
-
-// Sockets returns the rows matching q, oldest first.
-func (t *Tracker) Sockets(q Query, wall func(uint64) time.Time) []SocketView {
+// Sockets returns copies of the rows matching q, oldest first (newest
+// first with q.Newest), and the time they were read at (CLOCK_MONOTONIC
+// ns), which their ages are relative to.
+func (t *Tracker) Sockets(q Query) ([]Socket, uint64) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	now := t.clock()
-	out := make([]SocketView, 0, 64)
+	out := make([]Socket, 0, 64)
 	for _, s := range t.sockets.rows {
 		if !q.wantsState(s.State) || q.Pid != 0 && s.Pid != q.Pid ||
 			q.Port != 0 && s.Sport != q.Port && s.Dport != q.Port {
 			continue
 		}
-		v := SocketView{
-			Cookie: s.Cookie, Pid: s.Pid, Comm: s.Comm.String(), Owner: s.Owner.String(),
-			State: s.State.String(), Since: wall(s.Since).UTC(), AgeLowerBound: s.SinceLowerBound,
-			Family: s.Family.String(), Saddr: addrString(s.Saddr), Sport: s.Sport,
-			Daddr: addrString(s.Daddr), Dport: s.Dport, Netns: s.Netns,
-			TimeWaitSocket: s.TimeWait, CloseWaitLeak: s.Leaked,
-		}
+		c := *s
+		c.agePrev, c.ageNext = nil, nil // the table's links, not the copy's
+		out = append(out, c)
+	}
+	age := func(s *Socket) uint64 {
 		if now > s.Since {
-			v.AgeS = float64(now-s.Since) / 1e9
+			return now - s.Since
 		}
-		if s.FD >= 0 {
-			fd := s.FD
-			v.FD = &fd
-		}
-		out = append(out, v)
+		return 0
 	}
 	sort.Slice(out, func(i, j int) bool {
-		if out[i].AgeS != out[j].AgeS {
-			return (out[i].AgeS > out[j].AgeS) != q.Newest
+		if ai, aj := age(&out[i]), age(&out[j]); ai != aj {
+			return (ai > aj) != q.Newest
 		}
 		return out[i].Cookie < out[j].Cookie
 	})
 	if q.Limit > 0 && len(out) > q.Limit {
 		out = out[:q.Limit]
 	}
-	return out
+	return out, now
 }
 
-// StateTimeView is time spent in one state.
-type StateTimeView struct {
-	Count  uint64       `json:"count"`
-	TotalS float64      `json:"total_s"`
-	MaxS   float64      `json:"max_s"`
-	MeanS  float64      `json:"mean_s"`
-	Hist   []BucketView `json:"buckets"`
-}
-
-// BucketView is one cumulative histogram bucket: stays of at most LE
-// seconds (Prometheus' le); the last bucket, every stay, has LE null.
-type BucketView struct {
-	LE    *float64 `json:"le_s"`
-	Count uint64   `json:"count"`
-}
-
-// ProcessView is one process as the API shows it.
-type ProcessView struct {
-	Pid            uint32                   `json:"pid"`
-	Comm           string                   `json:"comm"`
-	Sockets        map[string]int           `json:"sockets"`
-	CloseWaitLeaks int                      `json:"close_wait_leaking"`
-	LeaksTotal     int                      `json:"close_wait_leaks_total"`
-	TimeWait       int                      `json:"time_wait"`
-	CloseWait      int                      `json:"close_wait"`
-	Time           map[string]StateTimeView `json:"time_in_state"`
-	TrackedS       float64                  `json:"tracked_s"` // since the pid was first seen owning a socket
-}
-
-// Processes returns every tracked process, worst CLOSE_WAIT leakers first,
-// then by TIME_WAIT held.
-func (t *Tracker) Processes() []ProcessView {
+// Processes returns copies of every tracked process and the time they
+// were read at.
+func (t *Tracker) Processes() ([]Process, uint64) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	out := make([]ProcessView, 0, len(t.procs))
-	now := t.clock()
+	out := make([]Process, 0, len(t.procs))
 	for _, p := range t.procs {
-		v := ProcessView{
-			Pid: p.Pid, Comm: p.Comm.String(), Sockets: map[string]int{},
-			TrackedS:       float64(now-min(p.firstSeen, now)) / 1e9,
-			CloseWaitLeaks: p.Leaking, LeaksTotal: p.Leaks,
-			TimeWait: p.Live[events.TimeWait], CloseWait: p.Live[events.CloseWait],
-			Time: map[string]StateTimeView{},
-		}
-		for st, n := range p.Live {
-			if n > 0 {
-				v.Sockets[events.State(st).String()] = n
-			}
-		}
-		for st := range p.Time {
-			if d := &p.Time[st]; d.Count > 0 {
-				v.Time[events.State(st).String()] = durView(d)
-			}
-		}
-		out = append(out, v)
+		out = append(out, *p)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if a.CloseWaitLeaks != b.CloseWaitLeaks {
-			return a.CloseWaitLeaks > b.CloseWaitLeaks
-		}
-		if a.TimeWait != b.TimeWait {
-			return a.TimeWait > b.TimeWait
-		}
-		return a.Pid < b.Pid
-	})
-	return out
-}
-
-func durView(d *Durations) StateTimeView {
-	v := StateTimeView{Count: d.Count, TotalS: d.Total.Seconds(), MaxS: d.Max.Seconds(), MeanS: d.Mean().Seconds()}
-	var cum uint64
-	for i, n := range d.Hist {
-		cum += n
-		var le *float64
-		if i < len(Buckets) {
-			s := Buckets[i].Seconds()
-			le = &s
-		}
-		v.Hist = append(v.Hist, BucketView{LE: le, Count: cum})
-	}
-	return v
+	return out, t.clock()
 }
 
 // CommView is the per-comm aggregate, for metrics.
@@ -210,13 +111,4 @@ func (t *Tracker) Comms() []CommView {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Comm < out[j].Comm })
 	return out
-}
-
-// addrString is an address as the API shows it: "" when unknown, never
-// netip's "invalid IP".
-func addrString(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
 }

@@ -65,20 +65,20 @@ func TestLifecycleAndAccounting(t *testing.T) {
 	if !r.HasDur || r.Dur != 2*time.Millisecond || r.Source != SourceTracepoint {
 		t.Fatalf("SYN_SENT stay: %+v", r)
 	}
-	socks := f.trk.Sockets(Query{}, func(ns uint64) time.Time { return time.Unix(0, int64(ns)) })
-	if len(socks) != 1 || socks[0].State != "ESTABLISHED" || socks[0].Pid != 100 || socks[0].Comm != "curl" {
+	socks, _ := f.trk.Sockets(Query{})
+	if len(socks) != 1 || socks[0].State != events.Established || socks[0].Pid != 100 || socks[0].Comm.String() != "curl" {
 		t.Fatalf("table: %+v", socks)
 	}
-	p := f.trk.Processes()
-	if len(p) != 1 || p[0].Sockets["ESTABLISHED"] != 1 || p[0].Time["SYN_SENT"].Count != 1 || p[0].Time["SYN_SENT"].MaxS != 0.002 {
+	p, _ := f.trk.Processes()
+	if len(p) != 1 || p[0].Live[events.Established] != 1 || p[0].Time[events.SynSent].Count != 1 || p[0].Time[events.SynSent].Max != 2*time.Millisecond {
 		t.Fatalf("process: %+v", p)
 	}
 	f.state(1, 100, events.Established, events.Close, f.clk.now())
 	if n := f.trk.Stats().Sockets; n != 0 {
 		t.Fatalf("%d sockets after CLOSE", n)
 	}
-	if p := f.trk.Processes(); p[0].Sockets["ESTABLISHED"] != 0 {
-		t.Fatalf("live count not released: %+v", p[0].Sockets)
+	if p, _ := f.trk.Processes(); p[0].Live[events.Established] != 0 {
+		t.Fatalf("live count not released: %+v", p[0].Live)
 	}
 	if tr := f.trk.Transitions(); tr[events.SynSent][events.Established] != 1 {
 		t.Fatal("transition not counted")
@@ -149,16 +149,16 @@ func TestCloseWaitLeakOnceAndResolved(t *testing.T) {
 	if len(leaks) != 1 || leaks[0].Age != 61*time.Second || leaks[0].Ev.Pid != 200 || leaks[0].State != events.CloseWait {
 		t.Fatalf("leaks: %+v", leaks)
 	}
-	if p := f.trk.Processes(); p[0].CloseWaitLeaks != 1 {
-		t.Fatalf("process leaking %d", p[0].CloseWaitLeaks)
+	if p, _ := f.trk.Processes(); p[0].Leaking != 1 {
+		t.Fatalf("process leaking %d", p[0].Leaking)
 	}
 	f.state(3, 200, events.CloseWait, events.LastAck, 0)
 	last := f.reports[len(f.reports)-1]
 	if last.Kind != ReportCloseWaitResolved || last.Age != 61*time.Second {
 		t.Fatalf("resolution: %+v", last)
 	}
-	if p := f.trk.Processes(); p[0].CloseWaitLeaks != 0 {
-		t.Fatalf("still leaking %d after resolution", p[0].CloseWaitLeaks)
+	if p, _ := f.trk.Processes(); p[0].Leaking != 0 {
+		t.Fatalf("still leaking %d after resolution", p[0].Leaking)
 	}
 }
 
@@ -296,8 +296,8 @@ func TestBounds(t *testing.T) {
 	if n := len(f.trk.Comms()); n > 3 {
 		t.Fatalf("%d comm label values with MaxComms 2", n)
 	}
-	if n := len(f.trk.Processes()); n > 2 {
-		t.Fatalf("%d processes with MaxProcesses 2", n)
+	if p, _ := f.trk.Processes(); len(p) > 2 {
+		t.Fatalf("%d processes with MaxProcesses 2", len(p))
 	}
 }
 
@@ -314,9 +314,8 @@ func TestSnapshotAndFiles(t *testing.T) {
 		Owner: events.OwnerFile, Aux: 7, Family: events.IPv4, Old: events.CloseWait}
 	f.trk.ApplyFile(&file)
 	f.trk.EndFileScan()
-	wall := func(ns uint64) time.Time { return time.Unix(0, int64(ns)) }
-	s := f.trk.Sockets(Query{States: []events.State{events.CloseWait}}, wall)
-	if len(s) != 1 || s[0].Pid != 300 || s[0].FD == nil || *s[0].FD != 7 || !s[0].AgeLowerBound || s[0].Comm != "leaky" {
+	s, _ := f.trk.Sockets(Query{States: []events.State{events.CloseWait}})
+	if len(s) != 1 || s[0].Pid != 300 || s[0].FD != 7 || !s[0].SinceLowerBound || s[0].Comm.String() != "leaky" {
 		t.Fatalf("after walk: %+v", s)
 	}
 	f.clk.advance(2 * time.Second)
@@ -327,12 +326,12 @@ func TestSnapshotAndFiles(t *testing.T) {
 	}
 	f.trk.BeginFileScan()
 	f.trk.EndFileScan()
-	if s := f.trk.Sockets(Query{}, wall); s[0].FD != nil {
+	if s, _ := f.trk.Sockets(Query{}); s[0].FD != -1 {
 		t.Fatalf("descriptor kept after the process let go: %+v", s[0])
 	}
 	// Leaving the state ends the lower bound: the next state is timed exactly.
 	f.state(9, 300, events.CloseWait, events.LastAck, 0)
-	if s := f.trk.Sockets(Query{}, wall); s[0].AgeLowerBound || s[0].State != "LAST_ACK" {
+	if s, _ := f.trk.Sockets(Query{}); s[0].SinceLowerBound || s[0].State != events.LastAck {
 		t.Fatalf("after a transition: %+v", s[0])
 	}
 }
@@ -341,20 +340,20 @@ func TestQueryFilters(t *testing.T) {
 	f := newFeed(t, Config{})
 	f.state(1, 10, events.Close, events.SynSent, 0)
 	f.state(2, 11, events.SynSent, events.Established, 0)
-	wall := func(ns uint64) time.Time { return time.Unix(0, int64(ns)) }
-	if n := len(f.trk.Sockets(Query{Pid: 11}, wall)); n != 1 {
+	rows := func(q Query) int { s, _ := f.trk.Sockets(q); return len(s) }
+	if n := rows(Query{Pid: 11}); n != 1 {
 		t.Errorf("pid filter: %d", n)
 	}
-	if n := len(f.trk.Sockets(Query{States: []events.State{events.SynSent}}, wall)); n != 1 {
+	if n := rows(Query{States: []events.State{events.SynSent}}); n != 1 {
 		t.Errorf("state filter: %d", n)
 	}
-	if n := len(f.trk.Sockets(Query{Port: 80}, wall)); n != 2 {
+	if n := rows(Query{Port: 80}); n != 2 {
 		t.Errorf("port filter: %d", n)
 	}
-	if n := len(f.trk.Sockets(Query{Port: 81}, wall)); n != 0 {
+	if n := rows(Query{Port: 81}); n != 0 {
 		t.Errorf("port filter: %d", n)
 	}
-	if n := len(f.trk.Sockets(Query{Limit: 1}, wall)); n != 1 {
+	if n := rows(Query{Limit: 1}); n != 1 {
 		t.Errorf("limit: %d", n)
 	}
 }
