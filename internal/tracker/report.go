@@ -76,8 +76,9 @@ const (
 	ReasonEndedEarly = "ended_early"
 )
 
-// Report is one event of the output stream. Ev points at the record it
-// came from (owner and tuple completed) and is only valid during emit.
+// Report is one event of the output stream. Ev is the tracker's copy of
+// the record it came from, with what the table knew filled in (owner,
+// addresses, when the old state began); it is only valid during emit.
 type Report struct {
 	Kind   ReportKind
 	Ev     *events.Event

@@ -126,7 +126,10 @@ type Tracker struct {
 	free      []*Socket // rows of closed sockets, reused: no garbage per connection
 	// Reports handed to emit live here: a local would escape to the heap.
 	report, resolved Report
-	inferred         events.Event // the record Settle and inferGap make up
+	// in: the copy of the caller's record that the table completes, so
+	// that Apply leaves the caller's record as it was.
+	in       events.Event
+	inferred events.Event // the record Settle and inferGap make up
 	// closed: cookies of rows recently gone to CLOSE, direct-mapped, so
 	// that the kernel side's rare second report of a change to CLOSE
 	// (within a millisecond, the row gone by then) is dropped too.
@@ -167,7 +170,8 @@ func New(cfg Config, clock func() uint64) *Tracker {
 // Config returns the configuration in force.
 func (t *Tracker) Config() Config { return t.cfg }
 
-// Apply takes one kernel record and emits what it means.
+// Apply takes one kernel record and emits what it means; ev itself is
+// left as it was.
 func (t *Tracker) Apply(ev *events.Event, emit func(*Report)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -189,15 +193,18 @@ func (t *Tracker) ApplyLocked(ev *events.Event, emit func(*Report)) {
 	}
 	switch ev.Kind {
 	case events.KindState:
-		t.applyState(ev, emit, SourceTracepoint)
+		t.in = *ev
+		t.applyState(&t.in, emit, SourceTracepoint)
 	case events.KindTimeWaitSwitch:
 		src := SourceTimeWaitTimer
 		if ev.Flags&events.FlagSwitchDerived != 0 {
 			src = SourceTimeWaitExpiry
 		}
-		t.applyState(ev, emit, src)
+		t.in = *ev
+		t.applyState(&t.in, emit, src)
 	case events.KindTimeWaitEnd:
-		t.applyState(ev, emit, SourceTimeWaitTimer)
+		t.in = *ev
+		t.applyState(&t.in, emit, SourceTimeWaitTimer)
 	case events.KindSocket:
 		t.applySnapshot(ev)
 	case events.KindFile:

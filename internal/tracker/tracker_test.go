@@ -829,3 +829,30 @@ func TestWaitingChildReleasedByItsOwnChanges(t *testing.T) {
 		t.Errorf("stats %+v: want the two listeners only and 1 unnamed", st)
 	}
 }
+
+// Apply leaves the record it is given as it was; what the table filled in
+// (owner, addresses, when the old state began) is in the report's copy.
+func TestApplyLeavesTheEventUnchanged(t *testing.T) {
+	f := newFeed(t, Config{})
+	f.state(1, 100, events.Close, events.SynSent, 0)
+	f.clk.advance(time.Millisecond)
+	for _, ev := range []events.Event{
+		// In softirq: no owner, no start of the old state.
+		{Kind: events.KindState, Mono: f.clk.now(), Cookie: 1, Family: events.IPv4,
+			Saddr: client, Daddr: server, Sport: 40000, Dport: 80, Old: events.SynSent, New: events.Established},
+		// A timewait socket's end: no addresses, no port.
+		{Kind: events.KindTimeWaitEnd, Mono: f.clk.now(), Cookie: 1, Family: events.IPv4,
+			Saddr: netip.IPv4Unspecified(), Daddr: netip.IPv4Unspecified(), Dport: 80,
+			Old: events.Established, New: events.Close, Flags: events.FlagEndedEarly},
+	} {
+		before := ev
+		f.trk.Apply(&ev, f.emit)
+		if ev != before {
+			t.Fatalf("Apply changed its record:\n got %+v\nwant %+v", ev, before)
+		}
+		r := f.reports[len(f.reports)-1]
+		if r.Ev.Pid != 100 || r.Ev.Comm.String() != "curl" || r.Ev.Saddr != client || r.Ev.Sport != 40000 {
+			t.Fatalf("the report's copy lacks what the table knew: %+v", r.Ev)
+		}
+	}
+}
