@@ -3,15 +3,15 @@ package tracker
 // table is the live table by cookie, with a direct-mapped cache of recent
 // rows in front of the map. Nine records in ten are for sockets a few
 // milliseconds old, and a lookup in a map of ~150k rows (most of them in
-// TIME_WAIT) missed the CPU's caches on nearly every record: 8% of the
-// daemon at full churn (docs/performance.md).
+// TIME_WAIT) missed the CPU's caches on nearly every record: a seventh of
+// the daemon at full churn (docs/performance.md).
 type table struct {
 	rows map[uint64]*Socket
 	hot  [hotRows]hotRow
 }
 
-// hotRows: 128 KiB of cache, far more than the sockets opened within the
-// few milliseconds a connection's records come in.
+// hotRows: 16 KiB of cache, far more than the sockets opened within the
+// few milliseconds a connection's records come in (128 KiB did worse).
 const (
 	hotBits = 10
 	hotRows = 1 << hotBits
