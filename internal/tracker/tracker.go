@@ -191,27 +191,29 @@ func (t *Tracker) ApplyLocked(ev *events.Event, emit func(*Report)) {
 	if ev.Mono > t.now {
 		t.now = ev.Mono
 	}
+	src := SourceTimeWaitTimer
 	switch ev.Kind {
 	case events.KindState:
-		t.in = *ev
-		t.applyState(&t.in, emit, SourceTracepoint)
+		src = SourceTracepoint
 	case events.KindTimeWaitSwitch:
-		src := SourceTimeWaitTimer
 		if ev.Flags&events.FlagSwitchDerived != 0 {
 			src = SourceTimeWaitExpiry
 		}
-		t.in = *ev
-		t.applyState(&t.in, emit, src)
 	case events.KindTimeWaitEnd:
-		t.in = *ev
-		t.applyState(&t.in, emit, SourceTimeWaitTimer)
 	case events.KindSocket:
 		t.applySnapshot(ev)
+		return
 	case events.KindFile:
 		t.applyFile(ev)
+		return
 	case events.KindAccept:
 		t.accepted(ev, emit)
+		return
+	default:
+		return
 	}
+	t.in = *ev
+	t.applyState(&t.in, emit, src)
 }
 
 // takesOwner says whether a record's owner replaces the row's. The kernel

@@ -132,14 +132,13 @@ func TestWithoutSnapshot(t *testing.T) {
 	checkFeatureReported(t, d, "snapshot")
 	// The client's timewait socket turns TIME_WAIT when the server's FIN
 	// reaches it: in a TCG guest that can come late.
-	deadline := time.Now().Add(5 * time.Second)
-	for h.ssCount(t, "time-wait", oldPort) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("ss counts no TIME_WAIT from before the start; port %d in any state: %v",
-				oldPort, h.ssRows(t, "all", fmt.Sprintf("( sport = :%d or dport = :%d )", oldPort, oldPort)))
+	eventually(t, "one TIME_WAIT from before the start", 5*time.Second, func() error {
+		if n := h.ssCount(t, "time-wait", oldPort); n != 1 {
+			return fmt.Errorf("ss counts %d; port %d in any state: %v", n, oldPort,
+				h.ssRows(t, "all", fmt.Sprintf("( sport = :%d or dport = :%d )", oldPort, oldPort)))
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	if socks := d.Sockets("TIME_WAIT", oldPort); len(socks) != 0 {
 		t.Errorf("without the snapshot, the table lists a TIME_WAIT from before the start: %+v", socks)
 	}
