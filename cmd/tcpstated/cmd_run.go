@@ -217,17 +217,21 @@ func cmdRun(args []string) int {
 	log.Info().Str("format", *format).Strs("sinks", sinks).Msg("tracing TCP state changes")
 	sum, err := d.Run(ctx)
 	closeErr := d.Close()
-	log.Info().
+	stopped := log.Info().
 		Uint64("events", sum.Events).
-		Uint64("records", sum.Records).
-		Uint64("submitted", sum.Submitted).
-		Uint64("lost", sum.Lost).
-		Uint64("skipped", sum.Skipped).
-		Uint64("nested_recovered", sum.NestedRecovered).
-		Uints64("lost_per_cpu", sum.LostPerCPU).
-		Uint64("decode_errors", sum.DecodeErrors).
+		Uint64("records", sum.Records)
+	if k := sum.Kernel; k != nil {
+		stopped.Uint64("submitted", k.Records).
+			Uint64("lost", k.Lost).
+			Uint64("skipped", k.RecursionMisses).
+			Uint64("nested_recovered", k.NestedRecovered).
+			Uints64("lost_per_cpu", k.LostPerCPU)
+	} else {
+		stopped.Str("kernel_counters", "unreadable")
+	}
+	stopped.Uint64("decode_errors", sum.DecodeErrors).
 		Uint64("sink_dropped", sum.SinkDropped).
-		Uint64("socket_table_full", sum.TableFull).
+		Uint64("socket_table_full", sum.Table.TableFull).
 		Msg("tcpstated stopped")
 	if err != nil {
 		log.Error().Err(err).Msg("tracing failed")

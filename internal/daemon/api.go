@@ -84,13 +84,13 @@ type Health struct {
 }
 
 func (d *Daemon) health() Health {
-	st := d.trk.Stats()
+	st := d.status()
 	h := Health{
 		Status: "ok", UptimeS: time.Since(d.started).Seconds(),
-		Records: d.records.Load(), Events: d.emitted.Load(), DecodeErrors: d.badRecs.Load(),
-		Sockets: st.Sockets, SocketsMax: st.SocketsMax, TableFull: st.TableFull,
+		Records: st.Records, Events: st.Events, DecodeErrors: st.DecodeErrors,
+		Sockets: st.Table.Sockets, SocketsMax: st.Table.SocketsMax, TableFull: st.Table.TableFull,
 	}
-	if c, err := d.tracer.Counters(); err == nil {
+	if c := st.Kernel; c != nil {
 		h.Lost, h.TimeWaitTable, h.OldTimeWaits, h.Skipped = c.Lost, c.TimeWaitFull, c.OldTimeWaitSkipped, c.RecursionMisses
 	}
 	h.Features = d.tracer.Features()

@@ -60,18 +60,16 @@ type Options struct {
 	Log zerolog.Logger
 }
 
-// Summary is what the daemon says when it stops.
-type Summary struct {
-	Events          uint64 // reports written
-	Records         uint64 // ring-buffer records read
-	Submitted       uint64 // records the kernel queued: equals Records after a drain
-	Lost            uint64 // ring buffer full in the kernel
-	Skipped         uint64 // state changes the kernel ran no program for (recursion)
-	NestedRecovered uint64 // state changes the nested stand-in took
-	LostPerCPU      []uint64
-	DecodeErrors    uint64
-	SinkDropped     uint64
-	TableFull       uint64
+// Status is every counter the daemon keeps or reads, gathered at one
+// moment: the stop log, /healthz and /metrics are views of it.
+type Status struct {
+	Events       uint64 // reports written
+	Records      uint64 // ring-buffer records read
+	DecodeErrors uint64
+	SettleErrors uint64           // failures to ask sock_diag (settle.go)
+	Kernel       *events.Counters // nil when the counters map cannot be read
+	Table        tracker.Stats
+	SinkDropped  uint64 // summed over the sinks
 }
 
 // Daemon is one running tracer.
@@ -237,11 +235,11 @@ func (d *Daemon) scanFiles(force bool) error {
 }
 
 // Run streams until ctx ends, then drains and returns the summary.
-func (d *Daemon) Run(ctx context.Context) (Summary, error) {
+func (d *Daemon) Run(ctx context.Context) (Status, error) {
 	if d.opt.ReadyFile != "" {
 		ready, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "listen": d.addr, "socket": d.sockPath})
 		if err := writeReplacing(d.opt.ReadyFile, append(ready, '\n')); err != nil {
-			return Summary{}, fmt.Errorf("--ready-file: %w", err)
+			return Status{}, fmt.Errorf("--ready-file: %w", err)
 		}
 	}
 	go func() {
@@ -302,20 +300,20 @@ func (d *Daemon) Run(ctx context.Context) (Summary, error) {
 	d.settleDue(true)
 	d.fanout.Flush()
 	d.checkLoss() // what was lost since the last tick is logged, not only summed
-	sum := d.summary()
-	return sum, runErr
+	return d.status(), runErr
 }
 
 // checkLoss logs, at most once a second, records the kernel could not queue
 // and rows the tables had no room for.
 func (d *Daemon) checkLoss() {
-	if st := d.trk.Stats(); st.TableFull > d.unseen {
-		d.log.Warn().Uint64("not_tracked", st.TableFull-d.unseen).Int("sockets", st.Sockets).
+	st := d.status()
+	if t := st.Table; t.TableFull > d.unseen {
+		d.log.Warn().Uint64("not_tracked", t.TableFull-d.unseen).Int("sockets", t.Sockets).
 			Msg("socket table full: new sockets are streamed but not tracked (raise --max-sockets)")
-		d.unseen = st.TableFull
+		d.unseen = t.TableFull
 	}
-	c, err := d.tracer.Counters()
-	if err != nil {
+	c := st.Kernel
+	if c == nil {
 		return
 	}
 	if c.RecursionMisses > d.skipped {
@@ -337,16 +335,20 @@ func (d *Daemon) checkLoss() {
 	}
 }
 
-func (d *Daemon) summary() Summary {
-	s := Summary{Events: d.emitted.Load(), Records: d.records.Load(), DecodeErrors: d.badRecs.Load()}
+func (d *Daemon) status() Status {
+	s := Status{
+		Events: d.emitted.Load(), Records: d.records.Load(),
+		DecodeErrors: d.badRecs.Load(), SettleErrors: d.settleErrs.Load(),
+		Table: d.trk.Stats(),
+	}
 	if c, err := d.tracer.Counters(); err == nil {
-		s.Lost, s.LostPerCPU, s.Submitted, s.Skipped = c.Lost, c.LostPerCPU, c.Records, c.RecursionMisses
-		s.NestedRecovered = c.NestedRecovered
+		s.Kernel = &c
+	} else {
+		d.log.Debug().Err(err).Msg("kernel counters unreadable; left out")
 	}
 	for _, sk := range d.fanout.Sinks() {
 		s.SinkDropped += sk.Stats().Dropped
 	}
-	s.TableFull = d.trk.Stats().TableFull
 	return s
 }
 

@@ -20,20 +20,22 @@ func (d *Daemon) writeMetrics(w io.Writer) {
 // metricsSnapshot gathers what one scrape shows. Label values are bounded:
 // comm by the tracker's --max-comms, never pid, port or address.
 func (d *Daemon) metricsSnapshot() metrics.Snapshot {
-	st := d.trk.Stats()
+	st := d.status()
 	cfg := d.trk.Config()
+	t := &st.Table
 	s := metrics.Snapshot{
 		Build:         buildInfo(),
 		StartTime:     d.started,
-		RecordsRead:   d.records.Load(),
-		EventsWritten: d.emitted.Load(),
-		DecodeErrors:  d.badRecs.Load(),
+		RecordsRead:   st.Records,
+		EventsWritten: st.Events,
+		DecodeErrors:  st.DecodeErrors,
+		Kernel:        st.Kernel,
 		Table: metrics.Table{
-			Entries: st.Sockets, Capacity: st.SocketsMax, Full: st.TableFull,
-			ProcessesEvicted: st.ProcessesEvicted, CommOverflow: st.CommsOverflow,
-			CommLimit: cfg.MaxComms, UnknownTimeWaitEnds: st.UnknownTimeWaitEnds,
-			Inferred: st.Inferred, Duplicates: st.Duplicates, AcceptUnnamed: st.AcceptUnnamed,
-			SettleErrors: d.settleErrs.Load(),
+			Entries: t.Sockets, Capacity: t.SocketsMax, Full: t.TableFull,
+			ProcessesEvicted: t.ProcessesEvicted, CommOverflow: t.CommsOverflow,
+			CommLimit: cfg.MaxComms, UnknownTimeWaitEnds: t.UnknownTimeWaitEnds,
+			Inferred: t.Inferred, Duplicates: t.Duplicates, AcceptUnnamed: t.AcceptUnnamed,
+			SettleErrors: st.SettleErrors,
 		},
 		Bounds: bucketBounds,
 	}
@@ -42,17 +44,6 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 	}
 	if d.tracer.Enabled(events.FeatureSnapshot) {
 		s.NetnsSnapshot = &metrics.NetnsSnapshot{Walked: d.snap.Walked, Missed: d.snap.Missed}
-	}
-	if c, err := d.tracer.Counters(); err == nil {
-		s.Kernel = &metrics.Kernel{
-			Submitted: c.Records, Lost: c.Lost, LostPerCPU: c.LostPerCPU,
-			HeldFull: c.HeldFull, TimeWaitFull: c.TimeWaitFull,
-			WatchFull: c.WatchFull, Filtered: c.Filtered, OldTimeWaitSkipped: c.OldTimeWaitSkipped,
-			RecursionMisses: c.RecursionMisses, NestedRecovered: c.NestedRecovered,
-			TimerRecursionMisses: c.TimerRecursionMisses,
-		}
-	} else {
-		d.log.Debug().Err(err).Msg("metrics: kernel counters unreadable; left out")
 	}
 
 	trans := d.trk.Transitions()

@@ -42,7 +42,7 @@ func Append(b []byte, s *Snapshot) []byte {
 	// Pipeline: kernel -> ring buffer -> daemon -> sinks.
 	e.counter1("tcpstated_ringbuf_records_total", "Records the daemon read from the ring buffer.", s.RecordsRead)
 	if k := s.Kernel; k != nil {
-		e.counter1("tcpstated_ringbuf_submitted_total", "Records the BPF programs submitted to the ring buffer.", k.Submitted)
+		e.counter1("tcpstated_ringbuf_submitted_total", "Records the BPF programs submitted to the ring buffer.", k.Records)
 		e.counter1("tcpstated_ringbuf_lost_total", "Records lost because the ring buffer was full (raise --ring-size).", k.Lost)
 		if len(k.LostPerCPU) > 0 {
 			e.family("tcpstated_ringbuf_lost_per_cpu_total", "counter", "Records lost because the ring buffer was full, by the CPU that lost them.")

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tcpstated/tcpstated/internal/events"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.prom from the current output")
@@ -24,7 +26,7 @@ func testSnapshot() *Snapshot {
 		Features:      []Feature{{Name: "core", On: true}, {Name: "timewait", On: true}, {Name: "snapshot", On: true}},
 		NetnsSnapshot: &NetnsSnapshot{Walked: 3, Missed: 1},
 		RecordsRead:   1000, EventsWritten: 990, DecodeErrors: 1,
-		Kernel: &Kernel{Submitted: 1001, Lost: 3, LostPerCPU: []uint64{1, 0, 2, 0},
+		Kernel: &events.Counters{Records: 1001, Lost: 3, LostPerCPU: []uint64{1, 0, 2, 0},
 			HeldFull: 4, TimeWaitFull: 5, WatchFull: 6, Filtered: 7},
 		Table: Table{Entries: 12, Capacity: 262144, Full: 8, ProcessesEvicted: 9,
 			CommOverflow: 10, CommLimit: 256, UnknownTimeWaitEnds: 11, Inferred: 12, SettleErrors: 13, Duplicates: 14},

@@ -1,6 +1,7 @@
 // Package metrics renders tcpstated's state as the Prometheus text
 // exposition format, version 0.0.4, by hand: the daemon fills a plain
-// Snapshot and Render writes it. There is no registry and no dependency.
+// Snapshot (the kernel's counters as events reads them) and Render
+// writes it. There is no registry and no dependency.
 //
 // Label cardinality is bounded by the daemon: comm values are at most
 // --max-comms distinct names plus "other", states are the kernel's dozen,
@@ -8,7 +9,11 @@
 // address is ever a label.
 package metrics
 
-import "time"
+import (
+	"time"
+
+	"github.com/tcpstated/tcpstated/internal/events"
+)
 
 // ContentType is the Content-Type of what Render writes.
 const ContentType = "text/plain; version=0.0.4; charset=utf-8"
@@ -33,7 +38,7 @@ type Snapshot struct {
 
 	// Kernel is what the BPF programs counted; nil when the counters
 	// could not be read (the families are then left out).
-	Kernel *Kernel
+	Kernel *events.Counters
 
 	Table Table
 
@@ -63,26 +68,6 @@ type Feature struct {
 // NetnsSnapshot counts the network namespaces the start-up snapshot
 // walked, and those it missed (not entered, or past the limit).
 type NetnsSnapshot struct{ Walked, Missed int }
-
-// Kernel holds the BPF programs' counters, summed over CPUs.
-type Kernel struct {
-	Submitted    uint64   // records submitted to the ring buffer
-	Lost         uint64   // ring buffer full: records lost
-	LostPerCPU   []uint64 // Lost by CPU
-	HeldFull     uint64   // held_more full: a child's LISTEN -> SYN_RECV lost
-	TimeWaitFull uint64   // timewait table full: TIME_WAIT exit unseen
-	WatchFull    uint64   // watch list full: substate switch seen late
-	Filtered     uint64   // transitions dropped by in-kernel filters
-	// TimeWait sockets found at start-up, not followed: their half of
-	// the table was full.
-	OldTimeWaitSkipped uint64
-	// Programs the kernel did not run: already running on that CPU.
-	RecursionMisses uint64
-	// State changes the nested stand-in took for on_state.
-	NestedRecovered uint64
-	// Timer tracepoints skipped (each may have been a timewait socket's).
-	TimerRecursionMisses uint64
-}
 
 // Table is the user-space socket table and its bounds.
 type Table struct {
