@@ -125,37 +125,16 @@ func Append(b []byte, s *Snapshot) []byte {
 
 	// Sinks.
 	sinks := sinkLabels(s.Sinks)
-	e.family("tcpstated_sink_queue_length", "gauge", "Events waiting in the sink's queue.")
-	for i, sk := range s.Sinks {
-		e.gauge("tcpstated_sink_queue_length", int64(sk.Queued), "sink", sinks[i])
-	}
-	e.family("tcpstated_sink_queue_capacity", "gauge", "Size of the sink's queue (--queue-len).")
-	for i, sk := range s.Sinks {
-		e.gauge("tcpstated_sink_queue_capacity", int64(sk.Capacity), "sink", sinks[i])
-	}
-	e.family("tcpstated_sink_written_total", "counter", "Events the sink delivered.")
-	for i, sk := range s.Sinks {
-		e.counter("tcpstated_sink_written_total", sk.Written, "sink", sinks[i])
-	}
-	e.family("tcpstated_sink_dropped_total", "counter", "Events the sink dropped: queue full, sink closed, or undeliverable at shutdown.")
-	for i, sk := range s.Sinks {
-		e.counter("tcpstated_sink_dropped_total", sk.Dropped, "sink", sinks[i])
-	}
-	e.family("tcpstated_sink_errors_total", "counter", "Failed opens, dials and writes of the sink.")
-	for i, sk := range s.Sinks {
-		e.counter("tcpstated_sink_errors_total", sk.Errors, "sink", sinks[i])
-	}
-	e.family("tcpstated_sink_reconnects_total", "counter", "Successful reconnections of the sink after a loss.")
-	for i, sk := range s.Sinks {
-		e.counter("tcpstated_sink_reconnects_total", sk.Reconnects, "sink", sinks[i])
-	}
-	e.family("tcpstated_sink_truncated_total", "counter", "Syslog messages cut to fit the transport's size limit.")
-	for i, sk := range s.Sinks {
-		e.counter("tcpstated_sink_truncated_total", sk.Truncated, "sink", sinks[i])
-	}
-	e.family("tcpstated_sink_connected", "gauge", "1 if the sink's destination is open or connected, 0 if not.")
-	for i, sk := range s.Sinks {
-		e.gauge("tcpstated_sink_connected", b2i(sk.Connected), "sink", sinks[i])
+	for _, m := range sinkMetrics {
+		e.family(m.name, m.typ, m.help)
+		for i := range s.Sinks {
+			v := m.value(&s.Sinks[i])
+			if m.typ == "gauge" {
+				e.gauge(m.name, int64(v), "sink", sinks[i])
+			} else {
+				e.counter(m.name, v, "sink", sinks[i])
+			}
+		}
 	}
 	return e.b
 }
@@ -415,4 +394,28 @@ func sinkLabels(sinks []Sink) []string {
 		out[i] = name
 	}
 	return out
+}
+
+// sinkMetrics are the families with one sample per sink, in the order
+// they are written.
+var sinkMetrics = []struct {
+	name, typ, help string
+	value           func(*Sink) uint64
+}{
+	{"tcpstated_sink_queue_length", "gauge", "Events waiting in the sink's queue.",
+		func(s *Sink) uint64 { return uint64(s.Queued) }},
+	{"tcpstated_sink_queue_capacity", "gauge", "Size of the sink's queue (--queue-len).",
+		func(s *Sink) uint64 { return uint64(s.Capacity) }},
+	{"tcpstated_sink_written_total", "counter", "Events the sink delivered.",
+		func(s *Sink) uint64 { return s.Written }},
+	{"tcpstated_sink_dropped_total", "counter", "Events the sink dropped: queue full, sink closed, or undeliverable at shutdown.",
+		func(s *Sink) uint64 { return s.Dropped }},
+	{"tcpstated_sink_errors_total", "counter", "Failed opens, dials and writes of the sink.",
+		func(s *Sink) uint64 { return s.Errors }},
+	{"tcpstated_sink_reconnects_total", "counter", "Successful reconnections of the sink after a loss.",
+		func(s *Sink) uint64 { return s.Reconnects }},
+	{"tcpstated_sink_truncated_total", "counter", "Syslog messages cut to fit the transport's size limit.",
+		func(s *Sink) uint64 { return s.Truncated }},
+	{"tcpstated_sink_connected", "gauge", "1 if the sink's destination is open or connected, 0 if not.",
+		func(s *Sink) uint64 { return uint64(b2i(s.Connected)) }},
 }

@@ -202,21 +202,28 @@ func StartPeer(t *testing.T) *Peer {
 func startPeer(t *testing.T, cmd *exec.Cmd) *Peer {
 	t.Helper()
 	cmd.Env = append(os.Environ(), peerEnv+"=1")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+	in, outPipe, err := startPiped(cmd)
 	if err != nil {
-		t.Fatal(err)
-	}
-	outPipe, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting peer: %v", err)
+		t.Fatalf("starting peer %s: %v", cmd.Path, err)
 	}
 	p := &Peer{t: t, cmd: cmd, in: in, out: bufio.NewScanner(outPipe), Pid: cmd.Process.Pid}
 	t.Cleanup(p.Stop)
 	return p
+}
+
+// startPiped starts cmd, a child of the test binary, with its stdin and
+// stdout piped to the test and its stderr the test's.
+func startPiped(cmd *exec.Cmd) (io.WriteCloser, io.ReadCloser, error) {
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	return in, out, cmd.Start()
 }
 
 // Do sends one command and returns the reply, failing the test on "err".
@@ -282,16 +289,8 @@ func spawnWorker(ln net.Listener, n string) (int, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), workerEnv+"="+n, peerEnv+"=")
 	cmd.ExtraFiles = []*os.File{f} // fd 3
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+	in, out, err := startPiped(cmd)
 	if err != nil {
-		return 0, err
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return 0, err
-	}
-	if err := cmd.Start(); err != nil {
 		return 0, err
 	}
 	line, err := bufio.NewReader(out).ReadString('\n')

@@ -276,22 +276,7 @@ func StartNamedPeer(t *testing.T, name string) *Peer {
 	if err := os.Symlink(self, link); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(link, "-test.run=^$")
-	cmd.Env = append(os.Environ(), peerEnv+"=1")
-	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting peer %q: %v", name, err)
-	}
-	p := &Peer{t: t, cmd: cmd, in: in, out: bufio.NewScanner(out), Pid: cmd.Process.Pid}
-	t.Cleanup(p.Stop)
+	p := startPeer(t, exec.Command(link, "-test.run=^$"))
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.Pid))
 	if err != nil || strings.TrimSuffix(string(comm), "\n") != name {
 		t.Fatalf("peer comm %q (%v), want %q", comm, err, name)
