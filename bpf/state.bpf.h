@@ -121,8 +121,9 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
 		}
 	}
 
-	emit_state(sk, cookie, now, tw, 0, src, sport, dport, family, oldstate,
-		   news, flags);
+	/* Set before the change when an RST or a timeout closes it. */
+	emit_state(sk, cookie, now, tw, news == TCP_CLOSE ? sk->sk_err : 0, src,
+		   sport, dport, family, oldstate, news, flags);
 }
 
 /* The kernel does not run a program that is already running on the CPU:

@@ -76,7 +76,8 @@ struct record {
 	__u64 cookie;   /* socket cookie; stays with the timewait socket */
 	__u64 tw;       /* identity of the timewait socket, 0 if none */
 	__u64 aux;      /* TW records: timer expiry (jiffies); FILE: fd;
-			 * ACCEPT, LISTEN -> SYN_RECV: the listener's cookie */
+			 * ACCEPT, LISTEN -> SYN_RECV: the listener's cookie;
+			 * STATE into CLOSE: the socket's sk_err */
 	__u64 jiffies;  /* jiffies when the record was made */
 	__u32 pid;      /* owning process (tgid); 0: not known yet */
 	__u32 cpu_pid;  /* process on the CPU when the change ran */

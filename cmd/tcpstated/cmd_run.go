@@ -70,6 +70,12 @@ func cmdRun(args []string) int {
 	)
 	fs.Var(&sinks, "sink", "where events go, repeatable: stdout, stderr, file:/path, tcp://host:port, tls://host:port, unix:///path, syslog://host[:port], syslog+tcp://host[:port], syslog+tls://host[:port] (RFC 5425), syslog:///dev/log; TLS options ?ca=&cert=&key=&server_name= (default stdout)")
 	fs.Var(&states, "state", "only transitions from or to these states, comma separated or repeated (e.g. CLOSE_WAIT,TIME_WAIT)")
+	var classes tracker.Class
+	fs.Func("events", "which events to stream, comma separated: transitions, connections (one summary per connection), findings, all (default all; without connections under --state)", func(v string) error {
+		c, err := tracker.ParseClasses(v)
+		classes = c
+		return err
+	})
 	fs.Var(&family, "family", "only ipv4 or ipv6")
 	fs.Var(&port, "port", "only sockets with this local or remote port")
 	fs.Var(&pid, "pid", "only sockets owned by this process")
@@ -135,6 +141,9 @@ func cmdRun(args []string) int {
 	if *scanIv < 100*time.Millisecond {
 		return usageError(fs, "--scan-interval %v: want 100ms or more", *scanIv)
 	}
+	if classes&tracker.ClassConnections != 0 && len(states) > 0 {
+		return usageError(fs, "--events connections cannot be combined with --state: the kernel drops transitions that a connection's summary needs")
+	}
 	if *nice < -20 || *nice > 19 {
 		return usageError(fs, "--nice %d: want -20 to 19", *nice)
 	}
@@ -175,6 +184,7 @@ func cmdRun(args []string) int {
 		APISocket: *apiSock, APISocketIsDefault: *apiSock == DefaultSocket,
 		APIGroup: *apiGroup, APIGroupIsDefault: *apiGroup == DefaultGroup,
 		Filter:      events.Filter{Pid: uint32(pid), Port: uint16(port), Family: events.Family(family), States: states},
+		Events:      classes,
 		RingBytes:   int(ring),
 		MaxTimeWait: *maxTW,
 		Disabled:    disabled,

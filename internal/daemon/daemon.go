@@ -25,9 +25,12 @@ import (
 
 // Options are the daemon's settings, from flags.
 type Options struct {
-	Format    string   // json or text
-	Sinks     []string // sink URLs
-	Filter    events.Filter
+	Format string   // json or text
+	Sinks  []string // sink URLs
+	Filter events.Filter
+	// Events: the classes of events streamed (--events); 0 for all that
+	// the filters allow.
+	Events    tracker.Class
 	ReadyFile string
 	Listen    string // "" disables the network listener
 	// WebConfigFile secures Listen: the exporter toolkit's TLS and basic
@@ -110,6 +113,18 @@ type Daemon struct {
 // Open loads the tracer, takes the start-up snapshot and opens sinks.
 // Nothing is written until Run.
 func Open(opt Options) (*Daemon, error) {
+	// A summary needs every change of its socket; --state drops some in
+	// the kernel.
+	if opt.Events == 0 {
+		opt.Events = tracker.ClassAll
+		if len(opt.Filter.States) > 0 {
+			opt.Events &^= tracker.ClassConnections
+			opt.Log.Warn().Msg("connection events are off: --state drops in the kernel transitions that a connection's summary needs")
+		}
+	} else if opt.Events&tracker.ClassConnections != 0 && len(opt.Filter.States) > 0 {
+		return nil, errors.New("--events connections cannot be combined with --state: the kernel drops transitions that a connection's summary needs")
+	}
+	opt.Tracker.Connections = opt.Events&tracker.ClassConnections != 0
 	d := &Daemon{opt: opt, log: opt.Log, clock: events.NewClock(), started: time.Now(), queries: make(chan struct{}, maxQueries)}
 	// Who may see what is settled before anything is loaded.
 	var err error
@@ -159,6 +174,7 @@ func Open(opt Options) (*Daemon, error) {
 	// for, unless the kernel drops records by owner or state.
 	opt.Tracker.InferGaps = opt.Filter.Pid == 0 && len(opt.Filter.States) == 0
 	opt.Tracker.AwaitAccept = tr.Enabled(events.FeatureAccept)
+	opt.Tracker.TimeWaitFollowed = tr.Enabled(events.FeatureTimeWait)
 	d.trk = tracker.New(opt.Tracker, events.MonotonicNow)
 	var out interface{ Write(*tracker.Report) }
 	if opt.Format == "text" {
@@ -167,7 +183,7 @@ func Open(opt Options) (*Daemon, error) {
 		out = newJSONOut(d.fanout, d.clock.Wall)
 	}
 	d.write = func(r *tracker.Report) {
-		if quietEnd(&d.opt, r) || d.ownAPITraffic(r) {
+		if r.Kind.Class()&d.opt.Events == 0 || quietEnd(&d.opt, r) || d.ownAPITraffic(r) {
 			return
 		}
 		if match(&d.opt.Filter, r) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"syscall"
 	"unsafe"
 )
 
@@ -82,6 +83,15 @@ type Event struct {
 
 // FD returns the descriptor of a KindFile record.
 func (e *Event) FD() int { return int(e.Aux) }
+
+// SockErr is the error the kernel had set on a full socket when it went
+// to CLOSE (ECONNREFUSED, ECONNRESET, ETIMEDOUT...), 0 if none.
+func (e *Event) SockErr() syscall.Errno {
+	if e.Kind != KindState || e.New != Close || e.Aux > 4095 {
+		return 0
+	}
+	return syscall.Errno(e.Aux)
+}
 
 // Listener returns the cookie of the listener a child's LISTEN -> SYN_RECV
 // came from, or 0 where the kernel side could not tell.

@@ -44,6 +44,15 @@ const (
 	FieldCount     = "count"
 	FieldPortRange = "port_range"
 	FieldShare     = "share"
+	// connection
+	FieldRole        = "role"
+	FieldEnd         = "end"
+	FieldClosedFirst = "closed_first"
+	FieldTimeWait    = "time_wait"
+	FieldLifeMs      = "life_ms"
+	FieldLifeLB      = "life_is_lower_bound"
+	FieldHandshakeMs = "handshake_ms"
+	FieldStatesMs    = "states_ms"
 )
 
 // Severity by event kind: findings are warnings, transitions are info.
@@ -126,24 +135,32 @@ type key []byte
 func mkKey(name string) key { return key(`,"` + name + `":`) }
 
 var (
-	keyCookie    = mkKey(FieldCookie)
-	keyPid       = mkKey(FieldPid)
-	keyComm      = mkKey(FieldComm)
-	keyFD        = mkKey(FieldFD)
-	keySaddr     = mkKey(FieldSaddr)
-	keySport     = mkKey(FieldSport)
-	keyDaddr     = mkKey(FieldDaddr)
-	keyDport     = mkKey(FieldDport)
-	keyDurMs     = mkKey(FieldDurMs)
-	keyReason    = mkKey(FieldReason)
-	keyCPUPid    = mkKey(FieldCPUPid)
-	keyCPUComm   = mkKey(FieldCPUComm)
-	keyNetns     = mkKey(FieldNetns)
-	keyAgeS      = mkKey(FieldAgeS)
-	keyAgeLB     = mkKey(FieldAgeLB)
-	keyCount     = mkKey(FieldCount)
-	keyPortRange = mkKey(FieldPortRange)
-	keyShare     = mkKey(FieldShare)
+	keyCookie      = mkKey(FieldCookie)
+	keyPid         = mkKey(FieldPid)
+	keyComm        = mkKey(FieldComm)
+	keyFD          = mkKey(FieldFD)
+	keySaddr       = mkKey(FieldSaddr)
+	keySport       = mkKey(FieldSport)
+	keyDaddr       = mkKey(FieldDaddr)
+	keyDport       = mkKey(FieldDport)
+	keyDurMs       = mkKey(FieldDurMs)
+	keyReason      = mkKey(FieldReason)
+	keyCPUPid      = mkKey(FieldCPUPid)
+	keyCPUComm     = mkKey(FieldCPUComm)
+	keyNetns       = mkKey(FieldNetns)
+	keyAgeS        = mkKey(FieldAgeS)
+	keyAgeLB       = mkKey(FieldAgeLB)
+	keyCount       = mkKey(FieldCount)
+	keyPortRange   = mkKey(FieldPortRange)
+	keyShare       = mkKey(FieldShare)
+	keyRole        = mkKey(FieldRole)
+	keyEnd         = mkKey(FieldEnd)
+	keyClosedFirst = mkKey(FieldClosedFirst)
+	keyTimeWait    = mkKey(FieldTimeWait)
+	keyLifeMs      = mkKey(FieldLifeMs)
+	keyLifeLB      = mkKey(FieldLifeLB)
+	keyHandshakeMs = mkKey(FieldHandshakeMs)
+	keyStatesMs    = mkKey(FieldStatesMs)
 )
 
 // NewJSON writes to w (usually a sink fan-out). wall converts kernel
@@ -304,6 +321,8 @@ func (j *JSON) Write(r *tracker.Report) {
 		b = append(b, stateKV[r.State]...)
 		b = appendFloat(b, keyAgeS, r.Age.Seconds())
 		b = strconv.AppendBool(append(b, keyAgeLB...), r.AgeLowerBound)
+	case tracker.ReportConnection:
+		b = appendConnection(b, r.Conn)
 	}
 	b = appendUint(b, keyNetns, uint64(ev.Netns))
 	j.send(lvl, b)
@@ -313,4 +332,32 @@ func (j *JSON) send(lvl zerolog.Level, b []byte) {
 	b = append(b, '}', '\n')
 	j.w.WriteLevel(lvl, b)
 	j.buf = b
+}
+
+// appendConnection writes a connection summary's fields; states_ms is an
+// object of the states it passed through, in order.
+func appendConnection(b []byte, c *tracker.Connection) []byte {
+	b = appendString(b, keyRole, []byte(c.Role.String()))
+	b = appendString(b, keyEnd, []byte(c.End))
+	if c.ClosedFirst != "" {
+		b = appendString(b, keyClosedFirst, []byte(c.ClosedFirst))
+	}
+	if !c.TimeWaitUnknown {
+		b = strconv.AppendBool(append(b, keyTimeWait...), c.TimeWait)
+	}
+	if c.HasHandshake {
+		b = appendMillis(append(b, keyHandshakeMs...), c.Handshake)
+	}
+	b = appendMillis(append(b, keyLifeMs...), c.Life)
+	b = strconv.AppendBool(append(b, keyLifeLB...), c.LifeLowerBound)
+	b = append(b, keyStatesMs...)
+	b = append(b, '{')
+	for i := 0; i < c.N; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, stateJSON[c.Steps[i].State]...)
+		b = appendMillis(append(b, ':'), c.Steps[i].Dur)
+	}
+	return append(b, '}')
 }

@@ -76,6 +76,22 @@ func (t *Text) Write(r *tracker.Report) {
 			b = append(b, r.Reason...)
 			b = append(b, ')')
 		}
+	case tracker.ReportConnection:
+		c := r.Conn
+		b = fmt.Appendf(b, "CONNECTION %s %s", c.Role, c.End)
+		if c.ClosedFirst != "" {
+			b = fmt.Appendf(b, " (%s closed first)", c.ClosedFirst)
+		}
+		b = fmt.Appendf(b, " life %s", fmtDur(c.Life))
+		if c.LifeLowerBound {
+			b = append(b, " or more"...)
+		}
+		if c.HasHandshake {
+			b = fmt.Appendf(b, " handshake %s", fmtDur(c.Handshake))
+		}
+		if c.TimeWait {
+			b = append(b, " then TIME_WAIT"...)
+		}
 	case tracker.ReportTimeWaitPressure:
 		b = fmt.Appendf(b, "TIME_WAIT PRESSURE: %d of %d ephemeral ports", r.Count, r.PortRange)
 	default:

@@ -1,7 +1,9 @@
 package tracker
 
 import (
+	"fmt"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/tcpstated/tcpstated/internal/events"
@@ -16,6 +18,7 @@ const (
 	ReportCloseWaitResolved
 	ReportStuck
 	ReportTimeWaitPressure
+	ReportConnection
 )
 
 var reportNames = [...]string{
@@ -24,6 +27,7 @@ var reportNames = [...]string{
 	ReportCloseWaitResolved: "close_wait_resolved",
 	ReportStuck:             "stuck",
 	ReportTimeWaitPressure:  "time_wait_pressure",
+	ReportConnection:        "connection",
 }
 
 func (k ReportKind) String() string {
@@ -98,4 +102,61 @@ type Report struct {
 	Peer      netip.AddrPort
 	Count     int
 	PortRange int
+
+	// connection
+	Conn *Connection
+}
+
+// Class groups report kinds for the stream's selection (--events).
+type Class uint8
+
+const (
+	ClassTransitions Class = 1 << iota // state
+	ClassConnections                   // connection
+	ClassFindings                      // close_wait_leak, close_wait_resolved, stuck, time_wait_pressure
+	ClassAll         = ClassTransitions | ClassConnections | ClassFindings
+)
+
+var classNames = []struct {
+	name  string
+	class Class
+}{{"transitions", ClassTransitions}, {"connections", ClassConnections}, {"findings", ClassFindings}, {"all", ClassAll}}
+
+// Class is the class k belongs to.
+func (k ReportKind) Class() Class {
+	switch k {
+	case ReportState:
+		return ClassTransitions
+	case ReportConnection:
+		return ClassConnections
+	}
+	return ClassFindings
+}
+
+// ParseClasses reads a comma-separated list of class names.
+func ParseClasses(v string) (Class, error) {
+	var c Class
+	for _, name := range strings.Split(v, ",") {
+		name = strings.TrimSpace(name)
+		found := false
+		for _, n := range classNames {
+			if n.name == name {
+				c, found = c|n.class, true
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("unknown event class %q (one of transitions, connections, findings, all)", name)
+		}
+	}
+	return c, nil
+}
+
+func (c Class) String() string {
+	var names []string
+	for _, n := range classNames[:3] {
+		if c&n.class != 0 {
+			names = append(names, n.name)
+		}
+	}
+	return strings.Join(names, ",")
 }

@@ -35,6 +35,12 @@ type Config struct {
 	// child (KindAccept) right after its handshake, so a child whose
 	// listener is ambiguous waits for it (accept.go).
 	AwaitAccept bool
+	// Connections: report a summary of each connection when it ends
+	// (connection.go); it needs every change of the socket.
+	Connections bool
+	// TimeWaitFollowed: the kernel side reports timewait sockets, so a
+	// full socket that hands over to one is not seen as closing.
+	TimeWaitFollowed bool
 }
 
 // Socket is one row of the live table.
@@ -67,6 +73,7 @@ type Socket struct {
 	// record will end it, so the kernel is asked again once it is due.
 	Unfollowed bool
 	fdScan     uint32
+	conn       connPath
 	// Links in the tracker's ageList while the row is in it.
 	agePrev, ageNext *Socket
 }
@@ -126,6 +133,8 @@ type Tracker struct {
 	free      []*Socket // rows of closed sockets, reused: no garbage per connection
 	// Reports handed to emit live here: a local would escape to the heap.
 	report, resolved Report
+	connReport       Report
+	connSum          Connection
 	// in: the copy of the caller's record that the table completes, so
 	// that Apply leaves the caller's record as it was.
 	in       events.Event
@@ -407,6 +416,9 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 		t.procLeakResolved(s.Pid)
 	}
 
+	if s != nil && t.cfg.Connections {
+		t.summarize(s, ev, emit)
+	}
 	if ev.New == events.Close {
 		if s != nil {
 			t.unindex(s)
@@ -430,6 +442,7 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 		t.unindex(s)
 	}
 	t.update(s, ev)
+	s.conn.enter(s, ev)
 	s.State, s.Since, s.SinceLowerBound = ev.New, ev.Mono, false
 	s.Leaked, s.Stuck, s.Checked = false, false, false
 	s.seen[0], s.seen[1], s.seen[2], s.seen[3] = change(ev.Old, ev.New), s.seen[0], s.seen[1], s.seen[2]

@@ -46,6 +46,43 @@ type Event struct {
 	AgeLB   bool     `json:"age_is_lower_bound"`
 	Count   int      `json:"count"`
 	PortRng int      `json:"port_range"`
+	// connection
+	Role        string     `json:"role"`
+	End         string     `json:"end"`
+	ClosedFirst string     `json:"closed_first"`
+	TimeWait    *bool      `json:"time_wait"`
+	LifeMs      float64    `json:"life_ms"`
+	LifeLB      bool       `json:"life_is_lower_bound"`
+	HandshakeMs *float64   `json:"handshake_ms"`
+	StatesMs    statesInMs `json:"states_ms"`
+}
+
+// statesInMs is a connection's states_ms object, in its order.
+type statesInMs []stateMs
+
+type stateMs struct {
+	State string
+	Ms    float64
+}
+
+func (s *statesInMs) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if _, err := dec.Token(); err != nil { // {
+		return err
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		var ms float64
+		if err := dec.Decode(&ms); err != nil {
+			return err
+		}
+		*s = append(*s, stateMs{k.(string), ms})
+	}
+	_, err := dec.Token() // }
+	return err
 }
 
 func (e Event) String() string {
@@ -58,6 +95,9 @@ func (e Event) String() string {
 	}
 	if e.DurMs != nil {
 		s += fmt.Sprintf(" dur_ms=%g", *e.DurMs)
+	}
+	if e.Event == "connection" {
+		s += fmt.Sprintf(" role=%s end=%s closed_first=%s states_ms=%v", e.Role, e.End, e.ClosedFirst, e.StatesMs)
 	}
 	return s
 }

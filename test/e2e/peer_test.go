@@ -75,6 +75,14 @@ func runPeer(in io.Reader, out io.Writer) int {
 			}
 			ln = l
 			reply("ok %d", l.Addr().(*net.TCPAddr).Port)
+		case "listenfull": // listenfull: on 127.0.0.1 with a backlog of 0: one unaccepted connection fills its queue, and the kernel drops the SYNs after it
+			l, err := listenBacklog0()
+			if err != nil {
+				reply("err %v", err)
+				continue
+			}
+			ln = l
+			reply("ok %d", l.Addr().(*net.TCPAddr).Port)
 		case "acceptqueued": // accept what is queued; reply the peers' ports
 			var ports []string
 			tl := ln.(*net.TCPListener)
@@ -122,6 +130,8 @@ func runPeer(in io.Reader, out io.Writer) int {
 			switch {
 			case errors.Is(err, syscall.ECONNREFUSED):
 				reply("refused")
+			case errors.Is(err, syscall.ETIMEDOUT):
+				reply("timedout")
 			case err != nil:
 				reply("err %v", err)
 			default:
@@ -209,6 +219,24 @@ func startPeer(t *testing.T, cmd *exec.Cmd) *Peer {
 	p := &Peer{t: t, cmd: cmd, in: in, out: bufio.NewScanner(outPipe), Pid: cmd.Process.Pid}
 	t.Cleanup(p.Stop)
 	return p
+}
+
+// listenBacklog0 listens on 127.0.0.1 with a backlog of 0, which Go's
+// listeners do not offer (they take net.core.somaxconn).
+func listenBacklog0() (net.Listener, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "listener")
+	defer f.Close() // FileListener holds a copy
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		return nil, err
+	}
+	if err := unix.Listen(fd, 0); err != nil {
+		return nil, err
+	}
+	return net.FileListener(f)
 }
 
 // startPiped starts cmd, a child of the test binary, with its stdin and
