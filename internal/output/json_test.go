@@ -161,6 +161,24 @@ func zerologWrite(log zerolog.Logger, ts string, r *tracker.Report) {
 		e.Uint32(FieldCPUPid, ev.CPUPid).Bytes(FieldCPUComm, ev.CPUComm.Bytes())
 	case tracker.ReportCloseWaitLeak, tracker.ReportCloseWaitResolved, tracker.ReportStuck:
 		e.Str(FieldState, r.State.String()).Float64(FieldAgeS, r.Age.Seconds()).Bool(FieldAgeLB, r.AgeLowerBound)
+	case tracker.ReportConnection:
+		c := r.Conn
+		e.Str(FieldRole, c.Role.String()).Str(FieldEnd, c.End)
+		if c.ClosedFirst != "" {
+			e.Str(FieldClosedFirst, c.ClosedFirst)
+		}
+		if !c.TimeWaitUnknown {
+			e.Bool(FieldTimeWait, c.TimeWait)
+		}
+		if c.HasHandshake {
+			e.RawJSON(FieldHandshakeMs, appendMillis(nil, c.Handshake))
+		}
+		e.RawJSON(FieldLifeMs, appendMillis(nil, c.Life)).Bool(FieldLifeLB, c.LifeLowerBound)
+		states := zerolog.Dict()
+		for _, st := range c.Steps[:c.N] {
+			states.RawJSON(st.State.String(), appendMillis(nil, st.Dur))
+		}
+		e.Dict(FieldStatesMs, states)
 	}
 	e.Uint32(FieldNetns, ev.Netns)
 	e.Send()
@@ -174,7 +192,7 @@ func TestJSONMatchesZerolog(t *testing.T) {
 	addrs := []netip.Addr{{}, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("255.10.0.9"),
 		netip.MustParseAddr("::1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("::ffff:10.1.2.3")}
 	kinds := []tracker.ReportKind{tracker.ReportState, tracker.ReportCloseWaitLeak, tracker.ReportCloseWaitResolved,
-		tracker.ReportStuck, tracker.ReportTimeWaitPressure}
+		tracker.ReportStuck, tracker.ReportTimeWaitPressure, tracker.ReportConnection}
 	n := 0
 	for i := 0; i < 400; i++ {
 		var ev events.Event
@@ -190,6 +208,18 @@ func TestJSONMatchesZerolog(t *testing.T) {
 			Age: time.Duration(i) * time.Second / 7, AgeLowerBound: i%3 == 0, Count: i * 37, PortRange: 28232}
 		if i%4 == 1 {
 			r.Reason = tracker.ReasonExpired
+		}
+		if r.Kind == tracker.ReportConnection {
+			c := &tracker.Connection{Role: tracker.Role(i % 3), End: tracker.EndResetSent, TimeWait: i%2 == 0,
+				TimeWaitUnknown: i%5 == 0, HasHandshake: i%3 == 0, Handshake: time.Duration(i) * 1001, N: i % 6,
+				LifeLowerBound: i%4 == 0, Life: time.Duration(i) * time.Millisecond}
+			if i%2 == 1 {
+				c.ClosedFirst = tracker.ClosedByPeer
+			}
+			for j := range c.N {
+				c.Steps[j] = tracker.Step{State: events.State(1 + (i+j)%11), Dur: time.Duration(i*j) * 999}
+			}
+			r.Conn = c
 		}
 		if r.Kind == tracker.ReportTimeWaitPressure && !ev.Daddr.IsValid() {
 			continue // always has a peer

@@ -147,8 +147,8 @@ func TestConnectionSummaries(t *testing.T) {
 // test's namespace retries it once (tcp_syn_retries=1: 1 s + 2 s).
 func TestConnectionTimesOutInSynSent(t *testing.T) {
 	h := NewNetns(t)
-	if out, err := h.Command("sysctl", "-qw", "net.ipv4.tcp_syn_retries=1").CombinedOutput(); err != nil {
-		t.Fatalf("sysctl in the test's namespace: %v %s", err, out)
+	if out, err := h.Command("sh", "-c", "echo 1 >/proc/sys/net/ipv4/tcp_syn_retries").CombinedOutput(); err != nil {
+		t.Fatalf("tcp_syn_retries in the test's namespace: %v %s", err, out)
 	}
 	d := StartDaemon(t)
 	server, filler, client := h.StartPeer(t), h.StartPeer(t), h.StartPeer(t)
