@@ -91,7 +91,12 @@ func (d *daemonTracer) stop(port int) (tracerRun, error) {
 	// program nor the nested stand-in for. The stand-in's own
 	// recursion_misses are changes the state program took.
 	run.skipped = sum.Skipped
+	// Costs are per transition, the unit of the targets: connection
+	// summaries and findings ride on them.
 	run.events, run.lost, run.lostKnown = sum.Events, *sum.Lost, sum.hasLost
+	if sum.Transitions != nil {
+		run.events = *sum.Transitions
+	}
 	run.sinkDropped = sum.SinkDropped
 	if sum.SinkDropped > 0 || sum.TableFull > 0 || sum.DecodeErrors > 0 {
 		run.note = fmt.Sprintf("sink_dropped %d, socket_table_full %d, decode_errors %d",
@@ -109,8 +114,11 @@ func (d *daemonTracer) stop(port int) (tracerRun, error) {
 // stopSummary is the daemon's last log line: {"level":"info","events":N,
 // "lost":N,...,"message":"tcpstated stopped"}.
 type stopSummary struct {
-	Message      string `json:"message"`
-	Events       int64  `json:"events"`
+	Message string `json:"message"`
+	Events  int64  `json:"events"`
+	// Transitions: the state events among them (older daemons: absent,
+	// and every event was one).
+	Transitions  *int64 `json:"transitions"`
 	Lost         *int64 `json:"lost"`
 	Skipped      int64  `json:"skipped"`
 	SinkDropped  int64  `json:"sink_dropped"`

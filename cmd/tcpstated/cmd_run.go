@@ -229,6 +229,7 @@ func cmdRun(args []string) int {
 	closeErr := d.Close()
 	stopped := log.Info().
 		Uint64("events", sum.Events).
+		Uint64("transitions", sum.Transitions).
 		Uint64("records", sum.Records)
 	if k := sum.Kernel; k != nil {
 		stopped.Uint64("submitted", k.Records).

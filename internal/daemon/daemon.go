@@ -67,6 +67,7 @@ type Options struct {
 // moment: the stop log, /healthz and /metrics are views of it.
 type Status struct {
 	Events       uint64 // reports written
+	Transitions  uint64 // the state events among them
 	Records      uint64 // ring-buffer records read
 	DecodeErrors uint64
 	SettleErrors uint64           // failures to ask sock_diag (settle.go)
@@ -85,8 +86,10 @@ type Daemon struct {
 	fanout  *sink.Fanout
 	write   func(*tracker.Report)
 	emitted atomic.Uint64
-	records atomic.Uint64
-	badRecs atomic.Uint64
+	// transitions: the state events among emitted
+	transitions atomic.Uint64
+	records     atomic.Uint64
+	badRecs     atomic.Uint64
 	// settleErrs counts failures to ask sock_diag (settle.go).
 	settleErrs atomic.Uint64
 	lost       uint64 // last logged value of the kernel's lost counter
@@ -189,6 +192,9 @@ func Open(opt Options) (*Daemon, error) {
 		if match(&d.opt.Filter, r) {
 			out.Write(r)
 			d.emitted.Add(1)
+			if r.Kind == tracker.ReportState {
+				d.transitions.Add(1)
+			}
 		}
 	}
 
@@ -353,7 +359,7 @@ func (d *Daemon) checkLoss() {
 
 func (d *Daemon) status() Status {
 	s := Status{
-		Events: d.emitted.Load(), Records: d.records.Load(),
+		Events: d.emitted.Load(), Transitions: d.transitions.Load(), Records: d.records.Load(),
 		DecodeErrors: d.badRecs.Load(), SettleErrors: d.settleErrs.Load(),
 		Table: d.trk.Stats(),
 	}
