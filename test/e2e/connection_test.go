@@ -87,6 +87,15 @@ func anyOnPort(evs []Event, port int) []Event {
 	return out
 }
 
+// closedByClient makes one connection that the client closes first, and
+// returns the server's port.
+func closedByClient(server, client *Peer) int {
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	oneConnection(server, client, "tcp4", port)
+	server.Do("closelistener")
+	return port
+}
+
 // One summary per connection, with how it ended, for the four ends a
 // loopback connection can have without a timer: each side closing first,
 // SO_LINGER {1,0}, and a refused connect.
@@ -96,13 +105,7 @@ func TestConnectionSummaries(t *testing.T) {
 		server, client := h.StartPeer(t), h.StartPeer(t)
 
 		// The client closes first: it holds the TIME_WAIT.
-		p1 := server.Port("listen tcp4 127.0.0.1:0")
-		client.Port("connect tcp4 127.0.0.1:%d", p1)
-		server.Do("accept")
-		client.Do("close")
-		server.Do("readeof")
-		server.Do("close")
-		server.Do("closelistener")
+		p1 := closedByClient(server, client)
 
 		// The server closes first.
 		p2 := server.Port("listen tcp4 127.0.0.1:0")
@@ -183,14 +186,7 @@ func TestConnectionTimesOutInSynSent(t *testing.T) {
 // per connection and no transitions.
 func TestEventsSelectsConnections(t *testing.T) {
 	d := StartDaemon(t, "--events", "connections")
-	server, client := StartPeer(t), StartPeer(t)
-	port := server.Port("listen tcp4 127.0.0.1:0")
-	client.Port("connect tcp4 127.0.0.1:%d", port)
-	server.Do("accept")
-	client.Do("close")
-	server.Do("readeof")
-	server.Do("close")
-	server.Do("closelistener")
+	port := closedByClient(StartPeer(t), StartPeer(t))
 	evs := d.WaitFor("both sides summarized", 10*time.Second, haveConnections(port, 2))
 	for _, e := range evs {
 		if e.Event != "connection" {
