@@ -42,6 +42,7 @@ const enum record_kind *unused_kind __attribute__((unused));
 const enum owner_source *unused_owner __attribute__((unused));
 const enum record_flag *unused_flag __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
+const enum reset_direction *unused_reset __attribute__((unused));
 
 static __always_inline void count(__u32 idx)
 {
@@ -51,15 +52,21 @@ static __always_inline void count(__u32 idx)
 		(*c)++;
 }
 
+/* --port and --family, which every record can be held to. */
+static __always_inline bool filtered_addr(__u16 sport, __u16 dport, __u8 family)
+{
+	if (filter_port && sport != filter_port && dport != filter_port)
+		return true;
+	return filter_family && family != filter_family;
+}
+
 static __always_inline bool filtered(__u32 pid, __u16 sport, __u16 dport,
 				     __u8 family, __u8 olds, __u8 news)
 {
 	/* An unknown owner passes: user space may know it. */
 	if (filter_pid && pid && pid != filter_pid)
 		return true;
-	if (filter_port && sport != filter_port && dport != filter_port)
-		return true;
-	if (filter_family && family != filter_family)
+	if (filtered_addr(sport, dport, family))
 		return true;
 	if (filter_states &&
 	    !(filter_states & ((1U << (olds & 31)) | (1U << (news & 31)))))
@@ -138,6 +145,10 @@ static __always_inline void fill_record(struct record *r, __u8 kind,
 	r->dport = dport;
 	r->oldstate = olds;
 	r->newstate = news;
+	r->bytes_acked = 0;
+	r->bytes_received = 0;
+	r->srtt_us = 0;
+	r->total_retrans = 0;
 }
 
 static __always_inline void fill_context(struct record *r)

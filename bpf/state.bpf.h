@@ -8,7 +8,8 @@
 
 /* One RECORD_STATE for a full socket. The owner is named only when the
  * change runs in its system call (src != OWNER_UNKNOWN). */
-static __always_inline void emit_state(struct sock *sk, __u64 cookie, __u64 now,
+static __always_inline void emit_state(struct sock *sk, struct tcp_sock *tp,
+				       __u64 cookie, __u64 now,
 				       __u64 tw, __u64 aux, __u8 src, __u16 sport,
 				       __u16 dport, __u8 family, __u8 oldstate,
 				       __u8 news, __u8 flags)
@@ -34,6 +35,10 @@ static __always_inline void emit_state(struct sock *sk, __u64 cookie, __u64 now,
 	r->owner_src = src;
 	fill_addrs(r, &sk->__sk_common);
 	r->flags = flags;
+	r->bytes_acked = tp->bytes_acked;
+	r->bytes_received = tp->bytes_received;
+	r->srtt_us = tp->srtt_us >> 3; /* kept times 8 */
+	r->total_retrans = tp->total_retrans;
 	r->cpu_pid = pid_tgid >> 32;
 	bpf_get_current_comm(r->cpu_comm, sizeof(r->cpu_comm));
 	r->cpu = bpf_get_smp_processor_id();
@@ -43,6 +48,22 @@ static __always_inline void emit_state(struct sock *sk, __u64 cookie, __u64 now,
 	else
 		__builtin_memset(r->comm, 0, COMM_LEN);
 	submit(r);
+}
+
+/* When the child's SYN_RECV began, as an operator means it: when the
+ * SYN-ACK went out. The kernel makes the full socket only when the ACK
+ * comes (its LISTEN -> SYN_RECV is microseconds before its
+ * SYN_RECV -> ESTABLISHED); by then it has timed the SYN-ACK to that ACK
+ * as its first RTT sample. No sample (SYN cookies without timestamps):
+ * the clone's time. */
+static __always_inline __u64 syn_recv_began(struct tcp_sock *tp, __u64 cloned,
+					    __u64 now)
+{
+	__u64 synack = (__u64)(tp->srtt_us >> 3) * 1000;
+
+	if (synack && synack < now && now - synack < cloned)
+		return now - synack;
+	return cloned;
 }
 
 static __always_inline void handle_state(struct sock *sk, int oldstate,
@@ -79,7 +100,8 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
 		if (c.ts_ns) {
 			struct held *h = bpf_map_lookup_elem(&held_slot, &zero);
 
-			emit_state(sk, cookie, c.ts_ns, 0, c.listener,
+			emit_state(sk, tp, cookie, syn_recv_began(tp, c.ts_ns, now),
+				   0, c.listener,
 				   OWNER_UNKNOWN, sport, dport, family,
 				   TCP_LISTEN, TCP_SYN_RECV, 0);
 			if (h && newstate == TCP_ESTABLISHED) {
@@ -122,7 +144,7 @@ static __always_inline void handle_state(struct sock *sk, int oldstate,
 	}
 
 	/* Set before the change when an RST or a timeout closes it. */
-	emit_state(sk, cookie, now, tw, news == TCP_CLOSE ? sk->sk_err : 0, src,
+	emit_state(sk, tp, cookie, now, tw, news == TCP_CLOSE ? sk->sk_err : 0, src,
 		   sport, dport, family, oldstate, news, flags);
 }
 

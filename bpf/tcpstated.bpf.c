@@ -21,5 +21,6 @@
 #include "timewait.bpf.h"
 #include "state.bpf.h"
 #include "snapshot.bpf.h"
+#include "resets.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

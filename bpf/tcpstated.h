@@ -25,6 +25,16 @@ enum record_kind {
 	 * listener's cookie), the one of several SO_REUSEPORT listeners the
 	 * kernel chose. States: LISTEN -> ESTABLISHED. */
 	RECORD_ACCEPT = 6,
+	/* An RST sent or received (aux: enum reset_direction). States: the
+	 * socket's when it happened, both; CLOSE for an RST that answers a
+	 * segment no socket takes (cookie 0). */
+	RECORD_RESET = 7,
+};
+
+/* Which side of an RST a RECORD_RESET shows. */
+enum reset_direction {
+	RESET_SENT = 1,
+	RESET_RECEIVED = 2,
 };
 
 /* Why the daemon believes a process owns a socket. */
@@ -79,6 +89,13 @@ struct record {
 			 * ACCEPT, LISTEN -> SYN_RECV: the listener's cookie;
 			 * STATE into CLOSE: the socket's sk_err */
 	__u64 jiffies;  /* jiffies when the record was made */
+	/* RECORD_STATE: the full socket's counters after the change, as the
+	 * kernel keeps them (tcp_info's names); 0 in other records. The
+	 * SYN and each FIN count as a byte where they were acked or read. */
+	__u64 bytes_acked;    /* sent, acked by the peer */
+	__u64 bytes_received; /* received in order */
+	__u32 srtt_us;        /* smoothed RTT, microseconds */
+	__u32 total_retrans;  /* segments retransmitted */
 	__u32 pid;      /* owning process (tgid); 0: not known yet */
 	__u32 cpu_pid;  /* process on the CPU when the change ran */
 	__u32 netns;    /* network namespace inode */

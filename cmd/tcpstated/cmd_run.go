@@ -55,6 +55,7 @@ func cmdRun(args []string) int {
 		maxTW    = fs.Int("max-timewait", 0, "timewait sockets followed in the kernel (0: net.ipv4.tcp_max_tw_buckets)")
 		maxProcs = fs.Int("max-processes", 4096, "processes with per-process accounting; idle ones are evicted past it")
 		maxComms = fs.Int("max-comms", 256, "distinct comm label values in metrics; the rest count as \"other\"")
+		maxPeers = fs.Int("max-peers", 256, "distinct peer label values in the connection metrics; the rest count as \"other\"")
 		queue    = fs.Int("queue-len", 32768, "events queued per sink before that sink drops (counted); 512 bytes each, outside the Go heap and touched only as the queue fills")
 		cwLimit  = durationFlag(fs, "close-wait-threshold", 60*time.Second, "CLOSE_WAIT older than this is reported as a leak (0: never)")
 		fw1Limit = durationFlag(fs, "fin-wait1-threshold", 60*time.Second, "FIN_WAIT1 older than this is reported as stuck (0: never)")
@@ -71,7 +72,7 @@ func cmdRun(args []string) int {
 	fs.Var(&sinks, "sink", "where events go, repeatable: stdout, stderr, file:/path, tcp://host:port, tls://host:port, unix:///path, syslog://host[:port], syslog+tcp://host[:port], syslog+tls://host[:port] (RFC 5425), syslog:///dev/log; TLS options ?ca=&cert=&key=&server_name= (default stdout)")
 	fs.Var(&states, "state", "only transitions from or to these states, comma separated or repeated (e.g. CLOSE_WAIT,TIME_WAIT)")
 	var classes tracker.Class
-	fs.Func("events", "which events to stream, comma separated: transitions, connections (one summary per connection), findings, all (default all; without connections under --state)", func(v string) error {
+	fs.Func("events", "which events to stream, comma separated: transitions, connections (one summary per connection), resets (RSTs sent and received), findings, all (default all; without connections under --state)", func(v string) error {
 		c, err := tracker.ParseClasses(v)
 		classes = c
 		return err
@@ -119,7 +120,7 @@ func cmdRun(args []string) int {
 	if r := int(ring); r < os.Getpagesize() || r&(r-1) != 0 {
 		return usageError(fs, "--ring-size %d: want a power of two of at least %d", r, os.Getpagesize())
 	}
-	for name, v := range map[string]int{"max-sockets": *maxSocks, "max-processes": *maxProcs, "max-comms": *maxComms, "queue-len": *queue} {
+	for name, v := range map[string]int{"max-sockets": *maxSocks, "max-processes": *maxProcs, "max-comms": *maxComms, "max-peers": *maxPeers, "queue-len": *queue} {
 		if v <= 0 || v > 1<<24 {
 			return usageError(fs, "--%s %d: want 1 to %d", name, v, 1<<24)
 		}
@@ -196,7 +197,7 @@ func cmdRun(args []string) int {
 		PollInterval:          *pollIv,
 		ScanInterval:          *scanIv,
 		Tracker: tracker.Config{
-			MaxSockets: *maxSocks, MaxProcesses: *maxProcs, MaxComms: *maxComms,
+			MaxSockets: *maxSocks, MaxProcesses: *maxProcs, MaxComms: *maxComms, MaxPeers: *maxPeers,
 			CloseWaitThreshold: *cwLimit, FinWait1Threshold: *fw1Limit, FinWait2Threshold: *fw2Limit,
 			TimeWaitShare: *twShare, PortRange: portRange(),
 		},

@@ -59,7 +59,10 @@ retrying while the daemon is away.
 
 Columns: LEAKING, CLOSE_WAIT sockets past --close-wait-threshold now; LEAKS,
 all reported since the daemon started; CW_OLDEST, the age of its oldest
-CLOSE_WAIT; TW_MEAN, the mean time its ended TIME_WAITs lasted.
+CLOSE_WAIT; TW_MEAN, the mean time its ended TIME_WAITs lasted. Below, for
+root and the API group, the slowest peers: a client's servers (address:port)
+and a server's clients (address), by mean connect or handshake time, with
+the resets of their connections.
 
 Flags:
 `)
@@ -107,7 +110,14 @@ type topData struct {
 	own     bool // the daemon showed only this user's processes
 	err     error
 	at      time.Time
+	// The slowest peers, for root and the API group; peersErr says why
+	// there are none (an older daemon, connection summaries off).
+	peers    []api.Peer
+	peersErr string
 }
+
+// peerRows is how many of the slowest peers the screen shows.
+const peerRows = 5
 
 // fetch asks the daemon; a failure is kept for the screen, not fatal.
 func fetch(c *apiClient) (t topData) {
@@ -132,6 +142,20 @@ func fetch(c *apiClient) (t topData) {
 		oldest[s.Pid] = max(oldest[s.Pid], s.AgeS)
 	}
 	t.unowned, t.own = procs.Unowned, procs.Own
+	if !t.own {
+		var peers struct {
+			Peers       []api.Peer `json:"peers"`
+			Connections bool       `json:"connections"`
+		}
+		switch err := c.getJSON("/api/v1/peers", nil, &peers); {
+		case err != nil:
+			t.peersErr = err.Error()
+		case !peers.Connections:
+			t.peersErr = "the daemon makes no connection summaries (--state)"
+		default:
+			t.peers = peers.Peers
+		}
+	}
 	for _, p := range procs.Processes {
 		r := topRow{pid: p.Pid, comm: p.Comm, leaking: p.CloseWaitLeaks, leaks: p.LeaksTotal,
 			closeWait: p.CloseWait, timeWait: p.TimeWait, established: p.Sockets[events.Established.String()],
@@ -197,9 +221,10 @@ func (t *top) render(w io.Writer, width, height int) {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PID\tCOMM\tLEAKING\tLEAKS\tCLOSE_WAIT\tCW_OLDEST\tTIME_WAIT\tTW_MEAN\tESTAB\tSOCKETS")
+	peerLines := t.peerBlock()
 	room := len(shown)
 	if height > 0 {
-		room = max(0, min(room, height-len(lines)-2))
+		room = max(0, min(room, height-len(lines)-2-len(peerLines)))
 	}
 	for _, r := range shown[:room] {
 		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%d\t%s\t%d\t%s\t%d\t%d\n", r.pid, orDash(r.comm), r.leaking, r.leaks,
@@ -210,7 +235,41 @@ func (t *top) render(w io.Writer, width, height int) {
 	if room < len(shown) {
 		add(fmt.Sprintf("... %d more", len(shown)-room))
 	}
+	lines = append(lines, peerLines...)
 	t.write(w, lines, width, height)
+}
+
+// peerBlock is the slowest peers' table: by the mean connect time (as a
+// client) or handshake (as a server), whichever is larger.
+func (t *top) peerBlock() []string {
+	if t.own {
+		return nil // other users' peers are not shown to this one
+	}
+	lines := []string{""}
+	if t.peersErr != "" {
+		return append(lines, "slowest peers: "+t.peersErr)
+	}
+	if len(t.peers) == 0 {
+		return append(lines, "slowest peers: no connection has ended yet")
+	}
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLOWEST PEERS\tCONNS\tCONNECT_MEAN\tCONNECT_MAX\tHANDSHAKE_MEAN\tHANDSHAKE_MAX\tLIFE_MEAN\tRESETS")
+	for _, p := range t.peers[:min(len(t.peers), peerRows)] {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%d\n", p.Peer, p.Connections,
+			msOrDash(p.Connect.MeanMs, p.Connect.Count), msOrDash(p.Connect.MaxMs, p.Connect.Count),
+			msOrDash(p.Handshake.MeanMs, p.Handshake.Count), msOrDash(p.Handshake.MaxMs, p.Handshake.Count),
+			msOrDash(p.Life.MeanMs, p.Life.Count), p.Ends["reset_sent"]+p.Ends["reset_received"])
+	}
+	tw.Flush()
+	return append(lines, strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")...)
+}
+
+func msOrDash(v float64, n uint64) string {
+	if n == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fms", v)
 }
 
 // write prints lines cut to the terminal's size.

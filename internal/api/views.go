@@ -148,3 +148,46 @@ func addrString(a netip.Addr) string {
 	}
 	return a.String()
 }
+
+// Peer is the connections with one peer, as the API shows them: what
+// their summaries add up to since the daemon started.
+type Peer struct {
+	Peer        string            `json:"peer"` // a client's server address:port, a server's client address
+	Connections uint64            `json:"connections"`
+	Ends        map[string]uint64 `json:"ends"`      // by the connection event's end
+	Connect     Latency           `json:"connect"`   // as a client: SYN_SENT -> ESTABLISHED
+	Handshake   Latency           `json:"handshake"` // as a server: SYN-ACK to ACK
+	Life        Latency           `json:"life"`
+}
+
+// Latency is the count, mean and maximum of one kind of duration.
+type Latency struct {
+	Count  uint64  `json:"count"`
+	MeanMs float64 `json:"mean_ms"`
+	MaxMs  float64 `json:"max_ms"`
+}
+
+func latency(d *tracker.Durations) Latency {
+	return Latency{Count: d.Count, MeanMs: ms(d.Mean()), MaxMs: ms(d.Max)}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Peers shows the per-peer aggregates, slowest first: by the larger of
+// the mean connect and the mean handshake.
+func Peers(views []tracker.PeerView) []Peer {
+	out := make([]Peer, 0, len(views))
+	for i := range views {
+		v := &views[i]
+		p := Peer{Peer: v.Peer, Ends: v.Ends, Connect: latency(&v.Connect), Handshake: latency(&v.Handshake), Life: latency(&v.Life)}
+		for _, n := range v.Ends {
+			p.Connections += n
+		}
+		out = append(out, p)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Slowness() > out[j].Slowness() })
+	return out
+}
+
+// Slowness is what the peers are ordered by.
+func (p *Peer) Slowness() float64 { return max(p.Connect.MeanMs, p.Handshake.MeanMs) }

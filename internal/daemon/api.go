@@ -28,6 +28,7 @@ func (d *Daemon) routes(api bool) http.Handler {
 	if api {
 		mux.HandleFunc("GET /api/v1/sockets", d.limited(d.handleSockets))
 		mux.HandleFunc("GET /api/v1/processes", d.limited(d.handleProcesses))
+		mux.HandleFunc("GET /api/v1/peers", d.limited(d.handlePeers))
 	} else {
 		mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "the socket table is not served here: use the API socket on the host, or --listen-api with TLS and authentication"})
@@ -244,6 +245,20 @@ func (d *Daemon) handleProcesses(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"processes": out, "only_own_processes": true})
+}
+
+// handlePeers answers with the connection aggregates per peer, slowest
+// first. Every process's peers: root and the API group only.
+func (d *Daemon) handlePeers(w http.ResponseWriter, r *http.Request) {
+	if len(r.URL.Query()) > 0 {
+		badRequest(w, "/api/v1/peers takes no parameters")
+		return
+	}
+	if !callerOf(r).all {
+		writeJSON(w, http.StatusForbidden, map[string]string{"error": "the peers of every process: root and members of the API group (--api-group) read them"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"peers": api.Peers(d.trk.Peers()), "connections": d.trk.Config().Connections})
 }
 
 func (d *Daemon) handleMetrics(w http.ResponseWriter, r *http.Request) {

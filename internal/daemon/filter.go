@@ -59,7 +59,7 @@ func quietEnd(o *Options, r *tracker.Report) bool {
 // port of the same number is not the API's.
 func (d *Daemon) ownAPITraffic(r *tracker.Report) bool {
 	api, ev := d.apiAddr, r.Ev
-	if d.opt.TraceOwnAPI || !api.IsValid() || r.Kind != tracker.ReportState && r.Kind != tracker.ReportConnection || ev.Netns != d.apiNetns {
+	if d.opt.TraceOwnAPI || !api.IsValid() || r.Kind != tracker.ReportState && r.Kind != tracker.ReportConnection && r.Kind != tracker.ReportReset || ev.Netns != d.apiNetns {
 		return false
 	}
 	ip := api.Addr().Unmap()

@@ -3,6 +3,8 @@ package daemon
 import (
 	"io"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/tcpstated/tcpstated/internal/buildinfo"
@@ -35,8 +37,11 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 			ProcessesEvicted: t.ProcessesEvicted, CommOverflow: t.CommsOverflow,
 			CommLimit: cfg.MaxComms, UnknownTimeWaitEnds: t.UnknownTimeWaitEnds,
 			Inferred: t.Inferred, Duplicates: t.Duplicates, AcceptUnnamed: t.AcceptUnnamed,
-			SettleErrors: st.SettleErrors,
+			SettleErrors: st.SettleErrors, PeerLimit: cfg.MaxPeers, PeerOverflow: t.PeersOverflow,
 		},
+		Connections: cfg.Connections,
+		Resets: metrics.Resets{On: d.tracer.Enabled(events.FeatureResets),
+			Sent: t.ResetsSent, Received: t.ResetsReceived},
 		Bounds: bucketBounds,
 	}
 	for _, f := range d.tracer.Features() {
@@ -62,7 +67,7 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 	idx := make(map[string]int, len(views)+1)
 	for i := range views {
 		v := &views[i]
-		c := metrics.Comm{Name: v.Comm, Transitions: v.Transitions, LeaksTotal: v.Leaks}
+		c := metrics.Comm{Name: v.Comm, Transitions: v.Transitions, LeaksTotal: v.Leaks, Conn: connMetrics(&v.Conn)}
 		for state, n := range v.Live {
 			if n > 0 {
 				c.Sockets = append(c.Sockets, metrics.StateCount{State: events.State(state).String(), N: n})
@@ -78,6 +83,10 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 		}
 		idx[v.Comm] = len(s.Comms)
 		s.Comms = append(s.Comms, c)
+	}
+
+	for _, p := range d.trk.Peers() {
+		s.Peers = append(s.Peers, metrics.Peer{Name: p.Peer, Conn: connMetrics(&p.ConnStats)})
 	}
 
 	// CLOSE_WAIT sockets past the threshold now, under the same bounded
@@ -116,6 +125,19 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 		})
 	}
 	return s
+}
+
+// connMetrics is a comm's or a peer's connection aggregate for metrics.
+func connMetrics(c *tracker.ConnStats) metrics.Conn {
+	dist := func(d *tracker.Durations) metrics.StateTime {
+		return metrics.StateTime{Sum: d.Total.Seconds(), Buckets: d.Hist[:min(len(tracker.Buckets)+1, len(d.Hist))]}
+	}
+	m := metrics.Conn{Connect: dist(&c.Connect), Handshake: dist(&c.Handshake), Life: dist(&c.Life)}
+	for end, n := range c.Ends {
+		m.Ends = append(m.Ends, metrics.EndCount{End: end, N: n})
+	}
+	slices.SortFunc(m.Ends, func(a, b metrics.EndCount) int { return strings.Compare(a.End, b.End) })
+	return m
 }
 
 // bucketBounds are tracker.Buckets in seconds.

@@ -29,6 +29,10 @@ const (
 	// KindAccept: an accepted child (Cookie) is queued on the listener
 	// whose cookie is Listener(), of several that may share its port.
 	KindAccept = Kind(tcpstatedRecordKindRECORD_ACCEPT)
+	// KindReset: an RST sent or received (ResetReceived); Old and New
+	// are the socket's state then, Cookie 0 for an RST that answered a
+	// segment no socket took.
+	KindReset = Kind(tcpstatedRecordKindRECORD_RESET)
 )
 
 // Flags qualify a record: enum record_flag of bpf/tcpstated.h.
@@ -79,6 +83,16 @@ type Event struct {
 	Dport     uint16
 	Old, New  State
 	Flags     Flags
+	Totals    Totals // KindState: the full socket's counters after the change
+}
+
+// Totals are a full socket's counters as the kernel keeps them (tcp_info
+// names them the same), read at each of its state changes.
+type Totals struct {
+	BytesAcked    uint64 // sent and acked by the peer, with the SYN and FIN acked
+	BytesReceived uint64 // received in order, with the peer's FIN read
+	SRTTMicros    uint32 // smoothed round-trip time
+	Retrans       uint32 // segments retransmitted
 }
 
 // FD returns the descriptor of a KindFile record.
@@ -91,6 +105,33 @@ func (e *Event) SockErr() syscall.Errno {
 		return 0
 	}
 	return syscall.Errno(e.Aux)
+}
+
+// Payload is what the application sent (acked by the peer) and received
+// by the end of this change, from the kernel's counters, which also count
+// as a byte each its own FIN once acked, the peer's FIN once read, and an
+// acked SYN (syn: the counter when the handshake ended, 1 for a client).
+func (e *Event) Payload(syn uint64) (sent, received uint64) {
+	sent, received = e.Totals.BytesAcked, e.Totals.BytesReceived
+	st := e.New
+	if st == Close {
+		st = e.Old
+	}
+	ownAcked := st == FinWait2 || st == TimeWait || st == LastAck && e.New == Close && e.SockErr() == 0
+	peerRead := st == CloseWait || st == LastAck || st == Closing || st == TimeWait
+	if ownAcked && sent > 0 {
+		sent--
+	}
+	if peerRead && received > 0 {
+		received--
+	}
+	return sent - min(syn, sent), received
+}
+
+// ResetReceived says a KindReset record is an RST the socket received
+// (else one it sent).
+func (e *Event) ResetReceived() bool {
+	return e.Kind == KindReset && e.Aux == uint64(tcpstatedResetDirectionRESET_RECEIVED)
 }
 
 // Listener returns the cookie of the listener a child's LISTEN -> SYN_RECV
@@ -113,6 +154,10 @@ const (
 	offTw      = int(unsafe.Offsetof(tcpstatedRecord{}.Tw))
 	offAux     = int(unsafe.Offsetof(tcpstatedRecord{}.Aux))
 	offJiffies = int(unsafe.Offsetof(tcpstatedRecord{}.Jiffies))
+	offAcked   = int(unsafe.Offsetof(tcpstatedRecord{}.BytesAcked))
+	offRecvd   = int(unsafe.Offsetof(tcpstatedRecord{}.BytesReceived))
+	offSRTT    = int(unsafe.Offsetof(tcpstatedRecord{}.SrttUs))
+	offRetrans = int(unsafe.Offsetof(tcpstatedRecord{}.TotalRetrans))
 	offPid     = int(unsafe.Offsetof(tcpstatedRecord{}.Pid))
 	offCPUPid  = int(unsafe.Offsetof(tcpstatedRecord{}.CpuPid))
 	offNetns   = int(unsafe.Offsetof(tcpstatedRecord{}.Netns))
@@ -143,7 +188,7 @@ func Decode(b []byte, e *Event) error {
 	}
 	le := binary.NativeEndian
 	kind := Kind(b[offKind])
-	if kind < KindState || kind > KindAccept {
+	if kind < KindState || kind > KindReset {
 		return fmt.Errorf("%w: unknown kind %d", ErrMalformed, kind)
 	}
 	fam := Family(b[offFamily])
@@ -179,6 +224,12 @@ func Decode(b []byte, e *Event) error {
 	e.TimeWait = le.Uint64(b[offTw:])
 	e.Aux = le.Uint64(b[offAux:])
 	e.Jiffies = le.Uint64(b[offJiffies:])
+	e.Totals = Totals{
+		BytesAcked:    le.Uint64(b[offAcked:]),
+		BytesReceived: le.Uint64(b[offRecvd:]),
+		SRTTMicros:    le.Uint32(b[offSRTT:]),
+		Retrans:       le.Uint32(b[offRetrans:]),
+	}
 	e.Pid = le.Uint32(b[offPid:])
 	e.CPUPid = le.Uint32(b[offCPUPid:])
 	e.Netns = le.Uint32(b[offNetns:])

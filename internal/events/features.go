@@ -27,6 +27,8 @@ const (
 	FeatureFiles Feature = "files"
 	// FeatureAccept names the listener each accepted child came from.
 	FeatureAccept Feature = "accept"
+	// FeatureResets reports RSTs sent and received as events.
+	FeatureResets Feature = "resets"
 )
 
 // featureDef is what a feature is made of and what it is for.
@@ -58,6 +60,9 @@ var featureDefs = []featureDef{
 		"the owner of an accepted connection from its first transition when several processes listen on its port (SO_REUSEPORT)",
 		"with several processes listening on one port, an accepted connection's LISTEN -> SYN_RECV, SYN_RECV -> ESTABLISHED and changes before its close name no owner (pid 0) unless the file table names one first, on kernels that set the child's cookie before its first change",
 		"sk_data_ready", "6.3"},
+	{FeatureResets, []string{tcpstatedProgOnSendReset, tcpstatedProgOnReceiveReset},
+		"reset events: each RST a socket sends or receives, with its owner and state",
+		"reset events; connection summaries still say how each connection ended", "", ""},
 }
 
 // Features lists every feature, in load order.

@@ -66,29 +66,33 @@ const (
 )
 
 type tcpstatedRecord struct {
-	_        structs.HostLayout
-	TsNs     uint64
-	SinceNs  uint64
-	Cookie   uint64
-	Tw       uint64
-	Aux      uint64
-	Jiffies  uint64
-	Pid      uint32
-	CpuPid   uint32
-	Netns    uint32
-	Sport    uint16
-	Dport    uint16
-	Saddr    [16]uint8
-	Daddr    [16]uint8
-	Kind     uint8
-	Family   uint8
-	Oldstate uint8
-	Newstate uint8
-	OwnerSrc uint8
-	Flags    uint8
-	Cpu      uint16
-	Comm     [16]int8
-	CpuComm  [16]int8
+	_             structs.HostLayout
+	TsNs          uint64
+	SinceNs       uint64
+	Cookie        uint64
+	Tw            uint64
+	Aux           uint64
+	Jiffies       uint64
+	BytesAcked    uint64
+	BytesReceived uint64
+	SrttUs        uint32
+	TotalRetrans  uint32
+	Pid           uint32
+	CpuPid        uint32
+	Netns         uint32
+	Sport         uint16
+	Dport         uint16
+	Saddr         [16]uint8
+	Daddr         [16]uint8
+	Kind          uint8
+	Family        uint8
+	Oldstate      uint8
+	Newstate      uint8
+	OwnerSrc      uint8
+	Flags         uint8
+	Cpu           uint16
+	Comm          [16]int8
+	CpuComm       [16]int8
 }
 
 type tcpstatedRecordFlag uint32
@@ -111,6 +115,14 @@ const (
 	tcpstatedRecordKindRECORD_SOCKET      tcpstatedRecordKind = 4
 	tcpstatedRecordKindRECORD_FILE        tcpstatedRecordKind = 5
 	tcpstatedRecordKindRECORD_ACCEPT      tcpstatedRecordKind = 6
+	tcpstatedRecordKindRECORD_RESET       tcpstatedRecordKind = 7
+)
+
+type tcpstatedResetDirection uint32
+
+const (
+	tcpstatedResetDirectionRESET_SENT     tcpstatedResetDirection = 1
+	tcpstatedResetDirectionRESET_RECEIVED tcpstatedResetDirection = 2
 )
 
 type tcpstatedTaken struct {
@@ -148,6 +160,8 @@ const (
 	tcpstatedMapTimewaits        = "timewaits"
 	tcpstatedMapTwWatch          = "tw_watch"
 	tcpstatedProgOnDataReady     = "on_data_ready"
+	tcpstatedProgOnReceiveReset  = "on_receive_reset"
+	tcpstatedProgOnSendReset     = "on_send_reset"
 	tcpstatedProgOnState         = "on_state"
 	tcpstatedProgOnStateNested   = "on_state_nested"
 	tcpstatedProgOnTimerCancel   = "on_timer_cancel"
@@ -171,6 +185,7 @@ const (
 	tcpstatedVarUnusedKind       = "unused_kind"
 	tcpstatedVarUnusedOwner      = "unused_owner"
 	tcpstatedVarUnusedRecord     = "unused_record"
+	tcpstatedVarUnusedReset      = "unused_reset"
 	tcpstatedVarWakeupBytes      = "wakeup_bytes"
 	tcpstatedVarWatched          = "watched"
 )
@@ -218,6 +233,8 @@ type tcpstatedSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type tcpstatedProgramSpecs struct {
 	OnDataReady     *ebpf.ProgramSpec `ebpf:"on_data_ready"`
+	OnReceiveReset  *ebpf.ProgramSpec `ebpf:"on_receive_reset"`
+	OnSendReset     *ebpf.ProgramSpec `ebpf:"on_send_reset"`
 	OnState         *ebpf.ProgramSpec `ebpf:"on_state"`
 	OnStateNested   *ebpf.ProgramSpec `ebpf:"on_state_nested"`
 	OnTimerCancel   *ebpf.ProgramSpec `ebpf:"on_timer_cancel"`
@@ -261,6 +278,7 @@ type tcpstatedVariableSpecs struct {
 	UnusedKind       *ebpf.VariableSpec `ebpf:"unused_kind"`
 	UnusedOwner      *ebpf.VariableSpec `ebpf:"unused_owner"`
 	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
+	UnusedReset      *ebpf.VariableSpec `ebpf:"unused_reset"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 	Watched          *ebpf.VariableSpec `ebpf:"watched"`
 }
@@ -327,6 +345,7 @@ type tcpstatedVariables struct {
 	UnusedKind       *ebpf.Variable `ebpf:"unused_kind"`
 	UnusedOwner      *ebpf.Variable `ebpf:"unused_owner"`
 	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`
+	UnusedReset      *ebpf.Variable `ebpf:"unused_reset"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 	Watched          *ebpf.Variable `ebpf:"watched"`
 }
@@ -336,6 +355,8 @@ type tcpstatedVariables struct {
 // It can be passed to loadTcpstatedObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tcpstatedPrograms struct {
 	OnDataReady     *ebpf.Program `ebpf:"on_data_ready"`
+	OnReceiveReset  *ebpf.Program `ebpf:"on_receive_reset"`
+	OnSendReset     *ebpf.Program `ebpf:"on_send_reset"`
 	OnState         *ebpf.Program `ebpf:"on_state"`
 	OnStateNested   *ebpf.Program `ebpf:"on_state_nested"`
 	OnTimerCancel   *ebpf.Program `ebpf:"on_timer_cancel"`
@@ -349,6 +370,8 @@ type tcpstatedPrograms struct {
 func (p *tcpstatedPrograms) Close() error {
 	return _TcpstatedClose(
 		p.OnDataReady,
+		p.OnReceiveReset,
+		p.OnSendReset,
 		p.OnState,
 		p.OnStateNested,
 		p.OnTimerCancel,

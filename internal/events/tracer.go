@@ -243,6 +243,13 @@ func (t *Tracer) attach() error {
 			st.refuse(prog, err)
 		}
 	}
+	if st := t.loaded.status(FeatureResets); st.On() {
+		before := len(t.links)
+		if prog, err := tracing(tcpstatedProgOnSendReset, tcpstatedProgOnReceiveReset); err != nil {
+			t.detachFrom(before)
+			st.refuse(prog, err)
+		}
+	}
 	if prog, err := tracing(tcpstatedProgOnState, tcpstatedProgOnStateNested); err != nil {
 		return coreRefused(prog, err)
 	}

@@ -119,8 +119,31 @@ func Append(b []byte, s *Snapshot) []byte {
 	}
 	for i := range comms {
 		for j := range comms[i].Time {
-			e.histogram("tcpstated_state_duration_seconds", les, &comms[i].Time[j], comms[i].Name)
+			st := &comms[i].Time[j]
+			e.histogram("tcpstated_state_duration_seconds", les, st, "state", st.State, "comm", comms[i].Name)
 		}
+	}
+
+	// Connections and resets.
+	if s.Connections {
+		names, cs := make([]string, len(comms)), make([]*Conn, len(comms))
+		for i := range comms {
+			names[i], cs[i] = comms[i].Name, &comms[i].Conn
+		}
+		e.conns("", "comm", "owner's command name", les, names, cs)
+		peers := mergePeers(s.Peers)
+		names, cs = make([]string, len(peers)), make([]*Conn, len(peers))
+		for i := range peers {
+			names[i], cs[i] = peers[i].Name, &peers[i].Conn
+		}
+		e.conns("peer_", "peer", "peer (a client's server address:port, a server's client address)", les, names, cs)
+		e.gauge1("tcpstated_peer_label_limit", "Distinct peers kept for the peer_ families (--max-peers); connections with further ones count under peer=\"other\".", int64(t.PeerLimit))
+		e.counter1("tcpstated_peer_label_overflow_total", "Connections counted under peer=\"other\" because --max-peers distinct peers were already kept.", t.PeerOverflow)
+	}
+	if s.Resets.On {
+		e.family("tcpstated_resets_total", "counter", "RSTs sockets sent and received (the reset events), by direction.")
+		e.counter("tcpstated_resets_total", s.Resets.Sent, "direction", "sent")
+		e.counter("tcpstated_resets_total", s.Resets.Received, "direction", "received")
 	}
 
 	// Sinks.
@@ -205,7 +228,7 @@ func (e *enc) gauge1(name, help string, v int64) {
 // histogram writes _bucket (cumulative, ending with +Inf), _sum and
 // _count for one state of one comm; nothing if it counted nothing.
 // les are the bucket bounds, formatted.
-func (e *enc) histogram(name string, les []string, st *StateTime, comm string) {
+func (e *enc) histogram(name string, les []string, st *StateTime, kv ...string) {
 	var total uint64
 	for _, n := range st.Buckets {
 		total += n
@@ -214,16 +237,46 @@ func (e *enc) histogram(name string, les []string, st *StateTime, comm string) {
 		return
 	}
 	bucket := name + "_bucket"
+	withLe := append(slices.Clip(kv), "le", "")
 	var cum uint64
 	for i, le := range les {
 		if i < len(st.Buckets) {
 			cum += st.Buckets[i]
 		}
-		e.counter(bucket, cum, "state", st.State, "comm", comm, "le", le)
+		withLe[len(withLe)-1] = le
+		e.counter(bucket, cum, withLe...)
 	}
-	e.counter(bucket, total, "state", st.State, "comm", comm, "le", "+Inf")
-	e.float(name+"_sum", st.Sum, "state", st.State, "comm", comm)
-	e.counter(name+"_count", total, "state", st.State, "comm", comm)
+	withLe[len(withLe)-1] = "+Inf"
+	e.counter(bucket, total, withLe...)
+	e.float(name+"_sum", st.Sum, kv...)
+	e.counter(name+"_count", total, kv...)
+}
+
+// connFamilies are the connection summaries' families, each written once
+// per comm and once per peer (with the peer_ prefix).
+var connFamilies = []struct {
+	name, help string
+	dist       func(*Conn) *StateTime
+}{
+	{"connect_duration_seconds", "A client's connect latency: SYN_SENT -> ESTABLISHED, connect() to the SYN-ACK", func(c *Conn) *StateTime { return &c.Connect }},
+	{"handshake_duration_seconds", "A server's handshake: SYN_RECV -> ESTABLISHED, its SYN-ACK to the client's ACK", func(c *Conn) *StateTime { return &c.Handshake }},
+	{"connection_duration_seconds", "Connection lifetime, from its first state to its close or TIME_WAIT (connections found already open left out)", func(c *Conn) *StateTime { return &c.Life }},
+}
+
+// conns writes the connection families labelled by label (comm or peer).
+func (e *enc) conns(prefix, label, by string, les []string, names []string, cs []*Conn) {
+	for _, f := range connFamilies {
+		e.family("tcpstated_"+prefix+f.name, "histogram", f.help+", by "+by+".")
+		for i, c := range cs {
+			e.histogram("tcpstated_"+prefix+f.name, les, f.dist(c), label, names[i])
+		}
+	}
+	e.family("tcpstated_"+prefix+"connections_total", "counter", "Connections that ended, by how (the connection event's end) and "+by+".")
+	for i, c := range cs {
+		for _, end := range c.Ends {
+			e.counter("tcpstated_"+prefix+"connections_total", end.N, label, names[i], "end", end.End)
+		}
+	}
 }
 
 // AppendLabelValue appends v escaped for the inside of a quoted label
@@ -333,6 +386,7 @@ func mergeComms(in []Comm) []Comm {
 			out = append(out, Comm{
 				Name: name, Transitions: c.Transitions, LeaksTotal: c.LeaksTotal, Leaking: c.Leaking,
 				Sockets: mergeCounts(nil, c.Sockets), Time: mergeTimes(nil, c.Time),
+				Conn: mergeConn(Conn{}, &c.Conn),
 			})
 			continue
 		}
@@ -342,9 +396,46 @@ func mergeComms(in []Comm) []Comm {
 		o.Leaking += c.Leaking
 		o.Sockets = mergeCounts(o.Sockets, c.Sockets)
 		o.Time = mergeTimes(o.Time, c.Time)
+		o.Conn = mergeConn(o.Conn, &c.Conn)
 	}
 	slices.SortFunc(out, func(a, b Comm) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// mergePeers returns the peers by label value, sorted, merged as comms are.
+func mergePeers(in []Peer) []Peer {
+	out := make([]Peer, 0, len(in))
+	idx := make(map[string]int, len(in))
+	for i := range in {
+		name := LabelValue(in[i].Name)
+		j, ok := idx[name]
+		if !ok {
+			j = len(out)
+			idx[name] = j
+			out = append(out, Peer{Name: name})
+		}
+		out[j].Conn = mergeConn(out[j].Conn, &in[i].Conn)
+	}
+	slices.SortFunc(out, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// mergeConn adds add into dst; it never aliases add's slices.
+func mergeConn(dst Conn, add *Conn) Conn {
+	for _, d := range []struct{ to, from *StateTime }{{&dst.Connect, &add.Connect}, {&dst.Handshake, &add.Handshake}, {&dst.Life, &add.Life}} {
+		if m := mergeTimes([]StateTime{*d.to}, []StateTime{*d.from}); len(m) > 0 {
+			*d.to = m[0]
+		}
+	}
+	for _, end := range add.Ends {
+		i := slices.IndexFunc(dst.Ends, func(d EndCount) bool { return d.End == end.End })
+		if i < 0 {
+			dst.Ends = append(dst.Ends, end)
+		} else {
+			dst.Ends[i].N += end.N
+		}
+	}
+	return dst
 }
 
 // mergeCounts adds add into dst by state, keeping dst's order.

@@ -29,7 +29,8 @@ func testSnapshot() *Snapshot {
 		Kernel: &events.Counters{Records: 1001, Lost: 3, LostPerCPU: []uint64{1, 0, 2, 0},
 			HeldFull: 4, TimeWaitFull: 5, WatchFull: 6, Filtered: 7},
 		Table: Table{Entries: 12, Capacity: 262144, Full: 8, ProcessesEvicted: 9,
-			CommOverflow: 10, CommLimit: 256, UnknownTimeWaitEnds: 11, Inferred: 12, SettleErrors: 13, Duplicates: 14},
+			CommOverflow: 10, CommLimit: 256, UnknownTimeWaitEnds: 11, Inferred: 12, SettleErrors: 13, Duplicates: 14,
+			PeerLimit: 256, PeerOverflow: 15},
 		Transitions: []Transition{
 			{"SYN_SENT", "ESTABLISHED", 7}, {"ESTABLISHED", "FIN_WAIT1", 5}, {"LISTEN", "CLOSE", 0},
 		},
@@ -42,8 +43,19 @@ func testSnapshot() *Snapshot {
 					{State: "TIME_WAIT", Sum: 181.5, Buckets: []uint64{0, 0, 0, 2, 1}},
 				}},
 			{Name: "curl", Transitions: 10,
-				Time: []StateTime{{State: "SYN_SENT", Sum: 0.0003, Buckets: []uint64{2, 1, 0, 0, 0}}}},
+				Time: []StateTime{{State: "SYN_SENT", Sum: 0.0003, Buckets: []uint64{2, 1, 0, 0, 0}}},
+				Conn: Conn{Connect: StateTime{Sum: 0.102, Buckets: []uint64{0, 0, 2, 0, 0}},
+					Life: StateTime{Sum: 3.5, Buckets: []uint64{0, 0, 1, 1, 0}},
+					Ends: []EndCount{{"normal", 1}, {"reset_received", 1}}}},
 		},
+		Connections: true,
+		Peers: []Peer{
+			{Name: "10.0.0.7:5432", Conn: Conn{Connect: StateTime{Sum: 0.102, Buckets: []uint64{0, 0, 2, 0, 0}},
+				Ends: []EndCount{{"normal", 2}}}},
+			{Name: "192.0.2.1", Conn: Conn{Handshake: StateTime{Sum: 0.0004, Buckets: []uint64{2, 1, 0, 0, 0}},
+				Ends: []EndCount{{"reset_sent", 3}}}},
+		},
+		Resets: Resets{On: true, Sent: 3, Received: 1},
 		Sinks: []Sink{
 			{Name: "stdout", Queued: 2, Capacity: 4096, Written: 990, Connected: true},
 			{Name: "tcp://127.0.0.1:5140", Capacity: 4096, Dropped: 5, Errors: 2, Reconnects: 1},
@@ -119,6 +131,17 @@ func TestKeyLines(t *testing.T) {
 		"tcpstated_ringbuf_lost_per_cpu_total{cpu=\"2\"} 2\n",
 		"tcpstated_sink_dropped_total{sink=\"tcp://127.0.0.1:5140\"} 5\n",
 		"tcpstated_sink_connected{sink=\"stdout\"} 1\ntcpstated_sink_connected{sink=\"tcp://127.0.0.1:5140\"} 0\n",
+		"tcpstated_peer_connect_duration_seconds_bucket{peer=\"10.0.0.7:5432\",le=\"0.001\"} 0\n" +
+			"tcpstated_peer_connect_duration_seconds_bucket{peer=\"10.0.0.7:5432\",le=\"1\"} 2\n" +
+			"tcpstated_peer_connect_duration_seconds_bucket{peer=\"10.0.0.7:5432\",le=\"60\"} 2\n" +
+			"tcpstated_peer_connect_duration_seconds_bucket{peer=\"10.0.0.7:5432\",le=\"+Inf\"} 2\n" +
+			"tcpstated_peer_connect_duration_seconds_sum{peer=\"10.0.0.7:5432\"} 0.102\n" +
+			"tcpstated_peer_connect_duration_seconds_count{peer=\"10.0.0.7:5432\"} 2\n",
+		"tcpstated_handshake_duration_seconds histogram\n# HELP",
+		"tcpstated_connections_total{comm=\"curl\",end=\"normal\"} 1\ntcpstated_connections_total{comm=\"curl\",end=\"reset_received\"} 1\n",
+		"tcpstated_peer_connections_total{peer=\"192.0.2.1\",end=\"reset_sent\"} 3\n",
+		"tcpstated_resets_total{direction=\"sent\"} 3\ntcpstated_resets_total{direction=\"received\"} 1\n",
+		"tcpstated_peer_label_overflow_total 15\n",
 	} {
 		if !strings.Contains(out, block) {
 			t.Errorf("output lacks\n%s\n--- output:\n%s", block, out)
@@ -178,6 +201,17 @@ func TestFamilies(t *testing.T) {
 		"tcpstated_accept_unnamed_total":                "counter",
 		"tcpstated_sink_reconnects_total":               "counter",
 		"tcpstated_sink_truncated_total":                "counter",
+		"tcpstated_connect_duration_seconds":            "histogram",
+		"tcpstated_handshake_duration_seconds":          "histogram",
+		"tcpstated_connection_duration_seconds":         "histogram",
+		"tcpstated_connections_total":                   "counter",
+		"tcpstated_peer_connect_duration_seconds":       "histogram",
+		"tcpstated_peer_handshake_duration_seconds":     "histogram",
+		"tcpstated_peer_connection_duration_seconds":    "histogram",
+		"tcpstated_peer_connections_total":              "counter",
+		"tcpstated_peer_label_limit":                    "gauge",
+		"tcpstated_peer_label_overflow_total":           "counter",
+		"tcpstated_resets_total":                        "counter",
 	}
 	for name, typ := range want {
 		f := x.families[name]

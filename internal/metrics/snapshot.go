@@ -50,6 +50,11 @@ type Snapshot struct {
 	Bounds []float64
 	// Comms are the per-comm aggregates, one per label value.
 	Comms []Comm
+	// Peers are the per-peer connection aggregates; Connections says
+	// whether connection summaries are made (else both say nothing).
+	Peers       []Peer
+	Connections bool
+	Resets      Resets
 
 	Sinks []Sink
 }
@@ -81,6 +86,14 @@ type Table struct {
 	Duplicates          uint64 // changes reported twice by the kernel side, dropped
 	AcceptUnnamed       uint64 // accepted children of an ambiguous listener streamed with no owner
 	SettleErrors        uint64 // failed questions to that table
+	PeerLimit           int    // --max-peers
+	PeerOverflow        uint64 // connections counted under peer="other"
+}
+
+// Resets counts RSTs by direction (the resets feature).
+type Resets struct {
+	On             bool // the feature runs: else the counts say nothing
+	Sent, Received uint64
 }
 
 // Transition is the count of one old -> new state change.
@@ -97,6 +110,28 @@ type Comm struct {
 	Leaking     int    // CLOSE_WAIT sockets past the threshold now
 	Sockets     []StateCount
 	Time        []StateTime
+	Conn        Conn // its connections' summaries
+}
+
+// Conn is what connection summaries add up to, for one comm or one peer.
+type Conn struct {
+	Connect   StateTime // a client's connect latency (SYN_SENT -> ESTABLISHED)
+	Handshake StateTime // a server's SYN-ACK to the client's ACK (SYN_RECV -> ESTABLISHED)
+	Life      StateTime
+	Ends      []EndCount // how they ended, by name
+}
+
+// EndCount is the number of connections that ended one way.
+type EndCount struct {
+	End string
+	N   uint64
+}
+
+// Peer is the aggregate of the connections with one peer: a client's
+// server (address:port) or a server's client (address).
+type Peer struct {
+	Name string
+	Conn Conn
 }
 
 // StateCount is a number of live sockets in one state.

@@ -53,6 +53,12 @@ const (
 	FieldLifeLB      = "life_is_lower_bound"
 	FieldHandshakeMs = "handshake_ms"
 	FieldStatesMs    = "states_ms"
+	FieldBytesSent   = "bytes_sent"
+	FieldBytesRecv   = "bytes_received"
+	FieldSRTTMs      = "srtt_ms"
+	FieldRetransmits = "retransmits"
+	// reset
+	FieldDirection = "direction"
 )
 
 // Severity by event kind: findings are warnings, transitions are info.
@@ -161,6 +167,11 @@ var (
 	keyLifeLB      = mkKey(FieldLifeLB)
 	keyHandshakeMs = mkKey(FieldHandshakeMs)
 	keyStatesMs    = mkKey(FieldStatesMs)
+	keyBytesSent   = mkKey(FieldBytesSent)
+	keyBytesRecv   = mkKey(FieldBytesRecv)
+	keySRTTMs      = mkKey(FieldSRTTMs)
+	keyRetransmits = mkKey(FieldRetransmits)
+	keyDirection   = mkKey(FieldDirection)
 )
 
 // NewJSON writes to w (usually a sink fan-out). wall converts kernel
@@ -323,6 +334,11 @@ func (j *JSON) Write(r *tracker.Report) {
 		b = strconv.AppendBool(append(b, keyAgeLB...), r.AgeLowerBound)
 	case tracker.ReportConnection:
 		b = appendConnection(b, r.Conn)
+	case tracker.ReportReset:
+		b = appendString(b, keyDirection, []byte(r.Reset))
+		b = append(b, stateKV[r.State]...)
+		b = appendUint(b, keyCPUPid, uint64(ev.CPUPid))
+		b = appendString(b, keyCPUComm, ev.CPUComm.Bytes())
 	}
 	b = appendUint(b, keyNetns, uint64(ev.Netns))
 	j.send(lvl, b)
@@ -350,6 +366,12 @@ func appendConnection(b []byte, c *tracker.Connection) []byte {
 	}
 	b = appendMillis(append(b, keyLifeMs...), c.Life)
 	b = strconv.AppendBool(append(b, keyLifeLB...), c.LifeLowerBound)
+	if c.HasTotals {
+		b = appendUint(b, keyBytesSent, c.BytesSent)
+		b = appendUint(b, keyBytesRecv, c.BytesReceived)
+		b = appendMillis(append(b, keySRTTMs...), c.SRTT)
+		b = appendUint(b, keyRetransmits, uint64(c.Retransmits))
+	}
 	b = append(b, keyStatesMs...)
 	b = append(b, '{')
 	for i := 0; i < c.N; i++ {

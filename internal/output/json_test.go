@@ -174,11 +174,18 @@ func zerologWrite(log zerolog.Logger, ts string, r *tracker.Report) {
 			e.RawJSON(FieldHandshakeMs, appendMillis(nil, c.Handshake))
 		}
 		e.RawJSON(FieldLifeMs, appendMillis(nil, c.Life)).Bool(FieldLifeLB, c.LifeLowerBound)
+		if c.HasTotals {
+			e.Uint64(FieldBytesSent, c.BytesSent).Uint64(FieldBytesRecv, c.BytesReceived)
+			e.RawJSON(FieldSRTTMs, appendMillis(nil, c.SRTT)).Uint32(FieldRetransmits, c.Retransmits)
+		}
 		states := zerolog.Dict()
 		for _, st := range c.Steps[:c.N] {
 			states.RawJSON(st.State.String(), appendMillis(nil, st.Dur))
 		}
 		e.Dict(FieldStatesMs, states)
+	case tracker.ReportReset:
+		e.Str(FieldDirection, r.Reset).Str(FieldState, r.State.String())
+		e.Uint32(FieldCPUPid, ev.CPUPid).Bytes(FieldCPUComm, ev.CPUComm.Bytes())
 	}
 	e.Uint32(FieldNetns, ev.Netns)
 	e.Send()
@@ -192,7 +199,7 @@ func TestJSONMatchesZerolog(t *testing.T) {
 	addrs := []netip.Addr{{}, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("0.0.0.0"), netip.MustParseAddr("255.10.0.9"),
 		netip.MustParseAddr("::1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("::ffff:10.1.2.3")}
 	kinds := []tracker.ReportKind{tracker.ReportState, tracker.ReportCloseWaitLeak, tracker.ReportCloseWaitResolved,
-		tracker.ReportStuck, tracker.ReportTimeWaitPressure, tracker.ReportConnection}
+		tracker.ReportStuck, tracker.ReportTimeWaitPressure, tracker.ReportConnection, tracker.ReportReset}
 	n := 0
 	for i := 0; i < 400; i++ {
 		var ev events.Event
@@ -212,7 +219,9 @@ func TestJSONMatchesZerolog(t *testing.T) {
 		if r.Kind == tracker.ReportConnection {
 			c := &tracker.Connection{Role: tracker.Role(i % 3), End: tracker.EndResetSent, TimeWait: i%2 == 0,
 				TimeWaitUnknown: i%5 == 0, HasHandshake: i%3 == 0, Handshake: time.Duration(i) * 1001, N: i % 6,
-				LifeLowerBound: i%4 == 0, Life: time.Duration(i) * time.Millisecond}
+				LifeLowerBound: i%4 == 0, Life: time.Duration(i) * time.Millisecond,
+				HasTotals: i%7 != 0, BytesSent: uint64(i) << (i % 40), BytesReceived: uint64(i * 3),
+				SRTT: time.Duration(i) * 37 * time.Microsecond, Retransmits: uint32(i % 9)}
 			if i%2 == 1 {
 				c.ClosedFirst = tracker.ClosedByPeer
 			}
@@ -220,6 +229,9 @@ func TestJSONMatchesZerolog(t *testing.T) {
 				c.Steps[j] = tracker.Step{State: events.State(1 + (i+j)%11), Dur: time.Duration(i*j) * 999}
 			}
 			r.Conn = c
+		}
+		if r.Kind == tracker.ReportReset {
+			r.Reset = []string{tracker.ResetSent, tracker.ResetReceived}[i%2]
 		}
 		if r.Kind == tracker.ReportTimeWaitPressure && !ev.Daddr.IsValid() {
 			continue // always has a peer

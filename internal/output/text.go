@@ -89,9 +89,15 @@ func (t *Text) Write(r *tracker.Report) {
 		if c.HasHandshake {
 			b = fmt.Appendf(b, " handshake %s", fmtDur(c.Handshake))
 		}
+		if c.HasTotals {
+			b = fmt.Appendf(b, " sent %d B received %d B srtt %s retransmits %d",
+				c.BytesSent, c.BytesReceived, fmtDur(c.SRTT), c.Retransmits)
+		}
 		if c.TimeWait {
 			b = append(b, " then TIME_WAIT"...)
 		}
+	case tracker.ReportReset:
+		b = fmt.Appendf(b, "RST %s in %s", r.Reset, r.State)
 	case tracker.ReportTimeWaitPressure:
 		b = fmt.Appendf(b, "TIME_WAIT PRESSURE: %d of %d ephemeral ports", r.Count, r.PortRange)
 	default:

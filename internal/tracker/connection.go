@@ -22,10 +22,18 @@ type connPath struct {
 	// a gap: it began before at[0].
 	lowerBound bool
 	done       bool // summarized
+	// What the full socket had sent and received at its last change
+	// that carried counters (inferred changes carry none).
+	sent, received uint64
+	srtt, retrans  uint32
+	synAcked       uint8 // the client's SYN, in the sent counter
+	hasTotals      bool
 }
 
-// enter adds the state row r enters with ev to its path.
-func (p *connPath) enter(r *Socket, ev *events.Event) {
+// enter adds the state row r enters with ev to its path; measured: ev
+// came from the kernel (an inferred change carries no counters).
+func (p *connPath) enter(r *Socket, ev *events.Event, measured bool) {
+	p.count(ev, measured)
 	if p.n == 0 {
 		switch {
 		case r.State.Valid() && r.State != events.Close && r.State != events.Listen:
@@ -39,6 +47,19 @@ func (p *connPath) enter(r *Socket, ev *events.Event) {
 		p.states[p.n], p.at[p.n] = ev.New, ev.Mono
 		p.n++
 	}
+}
+
+// count keeps the counters of a full socket's change.
+func (p *connPath) count(ev *events.Event, measured bool) {
+	if ev.Kind != events.KindState || !measured {
+		return
+	}
+	if ev.Old == events.SynSent && ev.New == events.Established {
+		p.synAcked = uint8(min(ev.Totals.BytesAcked, 1))
+	}
+	p.sent, p.received = ev.Payload(uint64(p.synAcked))
+	p.srtt, p.retrans = ev.Totals.SRTTMicros, ev.Totals.Retrans
+	p.hasTotals = true
 }
 
 // Role is which end of the connection a socket is.
@@ -101,12 +122,19 @@ type Connection struct {
 	HasHandshake bool
 	Steps        [pathLen]Step
 	N            int
+	// From the kernel's counters at the full socket's last change; not
+	// HasTotals when no change of it was seen (found by the snapshot).
+	HasTotals     bool
+	BytesSent     uint64 // acked by the peer
+	BytesReceived uint64
+	SRTT          time.Duration // smoothed RTT at the end
+	Retransmits   uint32        // segments sent again
 }
 
 // summarize reports row s's connection if the change ev ends it: the full
 // socket closes, or its timewait socket enters TIME_WAIT or ends in
 // FIN_WAIT2. Once per row.
-func (t *Tracker) summarize(s *Socket, ev *events.Event, emit func(*Report)) {
+func (t *Tracker) summarize(s *Socket, ev *events.Event, measured bool, emit func(*Report)) {
 	p := &s.conn
 	if p.done || p.n == 0 && !s.State.Valid() || s.State == events.Listen || s.State == events.TimeWait {
 		return // a listener, or a connection that ended before tracing
@@ -159,10 +187,16 @@ func (t *Tracker) summarize(s *Socket, ev *events.Event, emit func(*Report)) {
 		}
 	}
 	c.N = int(p.n)
+	p.count(ev, measured)
+	if p.hasTotals {
+		c.HasTotals, c.BytesSent, c.BytesReceived = true, p.sent, p.received
+		c.SRTT, c.Retransmits = time.Duration(p.srtt)*time.Microsecond, p.retrans
+	}
 	c.LifeLowerBound = p.lowerBound
 	if (p.states[0] == events.SynSent || p.states[0] == events.SynRecv) && p.n > 1 && p.states[1] == events.Established {
 		c.Handshake, c.HasHandshake = c.Steps[0].Dur, true
 	}
+	t.countConnection(s, c)
 	r := &t.connReport
 	*r = Report{Kind: ReportConnection, Ev: ev, Mono: ev.Mono, FD: s.FD, Conn: c}
 	emit(r)

@@ -146,3 +146,92 @@ func TestConnectionWithoutTimeWaitFeature(t *testing.T) {
 		t.Errorf("summaries %+v, want one with TIME_WAIT unknown", cs)
 	}
 }
+
+// The kernel's counters count the SYN and FINs: the summary's bytes are
+// the data only, whichever state the last counters were read in.
+func TestConnectionBytesFromCounters(t *testing.T) {
+	type step struct {
+		old, new     events.State
+		acked, recvd uint64
+		err          syscall.Errno
+		kind         events.Kind
+	}
+	for _, c := range []struct {
+		name       string
+		path       []step
+		sent, recv uint64
+	}{
+		{"client closes first, orphaned FIN_WAIT2", []step{
+			{events.SynSent, events.Established, 1, 0, 0, events.KindState},
+			{events.Established, events.FinWait1, 1001, 500, 0, events.KindState},
+			{events.FinWait1, events.FinWait2, 1002, 500, 0, events.KindState},
+			{events.FinWait2, events.TimeWait, 0, 0, 0, events.KindTimeWaitSwitch},
+		}, 1000, 500},
+		{"client, the peer closes first", []step{
+			{events.SynSent, events.Established, 1, 0, 0, events.KindState},
+			{events.Established, events.CloseWait, 1001, 501, 0, events.KindState},
+			{events.CloseWait, events.LastAck, 1001, 501, 0, events.KindState},
+			{events.LastAck, events.Close, 1002, 501, 0, events.KindState},
+		}, 1000, 500},
+		{"client reset in LAST_ACK: its FIN never acked", []step{
+			{events.SynSent, events.Established, 1, 0, 0, events.KindState},
+			{events.Established, events.CloseWait, 1001, 501, 0, events.KindState},
+			{events.CloseWait, events.LastAck, 1001, 501, 0, events.KindState},
+			{events.LastAck, events.Close, 1001, 501, syscall.ECONNRESET, events.KindState},
+		}, 1000, 500},
+		{"client, SO_LINGER {1,0}", []step{
+			{events.SynSent, events.Established, 1, 0, 0, events.KindState},
+			{events.Established, events.Close, 11, 7, 0, events.KindState},
+		}, 10, 7},
+	} {
+		f := newFeed(t, Config{Connections: true, TimeWaitFollowed: true})
+		f.state(1, 100, events.Close, events.SynSent, 0)
+		for _, st := range c.path {
+			f.clk.advance(time.Millisecond)
+			ev := events.Event{Kind: st.kind, Mono: f.clk.now(), Cookie: 1, Old: st.old, New: st.new, Aux: uint64(st.err),
+				Totals: events.Totals{BytesAcked: st.acked, BytesReceived: st.recvd, SRTTMicros: 250, Retrans: 2}}
+			if st.kind == events.KindState {
+				ev.Family, ev.Saddr, ev.Daddr, ev.Sport, ev.Dport = events.IPv4, client, server, 40000, 80
+			}
+			f.trk.Apply(&ev, f.emitCopyingConn)
+		}
+		cs := f.connections()
+		if len(cs) != 1 || !cs[0].HasTotals || cs[0].BytesSent != c.sent || cs[0].BytesReceived != c.recv ||
+			cs[0].SRTT != 250*time.Microsecond || cs[0].Retransmits != 2 {
+			t.Errorf("%s: summaries %+v, want sent %d received %d", c.name, cs, c.sent, c.recv)
+		}
+	}
+}
+
+// A reset names the socket's owner, not the task on the CPU; an aborted
+// socket's RST, which comes after its change to CLOSE, names the owner and
+// the state it closed from; an RST for no socket has no owner.
+func TestResets(t *testing.T) {
+	f := newFeed(t, Config{})
+	f.state(1, 100, events.Close, events.SynSent, 0)
+	f.state(1, 100, events.SynSent, events.Established, 0)
+	rst := func(cookie uint64, st events.State, dir uint64) *Report {
+		ev := events.Event{Kind: events.KindReset, Mono: f.clk.now(), Cookie: cookie, Old: st, New: st, Aux: dir,
+			CPUPid: 999, Family: events.IPv4, Saddr: client, Daddr: server, Dport: 80}
+		n := len(f.reports)
+		f.trk.Apply(&ev, f.emit)
+		if len(f.reports) != n+1 {
+			t.Fatalf("reset of %d: %d reports", cookie, len(f.reports)-n)
+		}
+		return &f.reports[n]
+	}
+	if r := rst(1, events.Established, 2); r.Kind != ReportReset || r.Reset != ResetReceived || r.Ev.Pid != 100 ||
+		r.State != events.Established || r.Ev.Sport != 40000 {
+		t.Errorf("received: %+v %+v", r, r.Ev)
+	}
+	f.state(1, 100, events.Established, events.Close, 0)
+	if r := rst(1, events.Close, 1); r.Reset != ResetSent || r.Ev.Pid != 100 || r.State != events.Established || r.Ev.Sport != 40000 {
+		t.Errorf("aborted: %+v %+v", r, r.Ev)
+	}
+	if r := rst(0, events.Close, 1); r.Reset != ResetSent || r.Ev.Pid != 0 || r.State != events.Close {
+		t.Errorf("no socket: %+v %+v", r, r.Ev)
+	}
+	if st := f.trk.Stats(); st.ResetsSent != 2 || st.ResetsReceived != 1 {
+		t.Errorf("stats: %d sent, %d received; want 2 and 1", st.ResetsSent, st.ResetsReceived)
+	}
+}

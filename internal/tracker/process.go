@@ -27,6 +27,7 @@ type CommStats struct {
 	Time        [numStates]Durations
 	Transitions uint64
 	Leaks       uint64
+	Conn        ConnStats // connection summaries of its sockets
 }
 
 // OtherComm collects comm values past Config.MaxComms.

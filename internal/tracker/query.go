@@ -81,6 +81,7 @@ type CommView struct {
 	Transitions uint64
 	Leaks       uint64
 	Live        [numStates]int
+	Conn        ConnStats
 }
 
 // Comms returns the per-comm aggregates with live sockets by state.
@@ -91,7 +92,7 @@ func (t *Tracker) Comms() []CommView {
 	out := make([]CommView, 0, len(t.comms))
 	for name, c := range t.comms {
 		idx[name] = len(out)
-		out = append(out, CommView{Comm: name, Time: c.Time, Transitions: c.Transitions, Leaks: c.Leaks})
+		out = append(out, CommView{Comm: name, Time: c.Time, Transitions: c.Transitions, Leaks: c.Leaks, Conn: c.Conn.clone()})
 	}
 	for _, s := range t.sockets.rows {
 		name := string(s.Comm.Bytes())

@@ -19,6 +19,7 @@ const (
 	ReportStuck
 	ReportTimeWaitPressure
 	ReportConnection
+	ReportReset
 )
 
 var reportNames = [...]string{
@@ -28,6 +29,7 @@ var reportNames = [...]string{
 	ReportStuck:             "stuck",
 	ReportTimeWaitPressure:  "time_wait_pressure",
 	ReportConnection:        "connection",
+	ReportReset:             "reset",
 }
 
 func (k ReportKind) String() string {
@@ -105,6 +107,9 @@ type Report struct {
 
 	// connection
 	Conn *Connection
+
+	// reset: ResetSent or ResetReceived; State is the socket's
+	Reset string
 }
 
 // Class groups report kinds for the stream's selection (--events).
@@ -114,13 +119,15 @@ const (
 	ClassTransitions Class = 1 << iota // state
 	ClassConnections                   // connection
 	ClassFindings                      // close_wait_leak, close_wait_resolved, stuck, time_wait_pressure
-	ClassAll         = ClassTransitions | ClassConnections | ClassFindings
+	ClassResets                        // reset
+	ClassAll         = ClassTransitions | ClassConnections | ClassFindings | ClassResets
 )
 
 var classNames = []struct {
 	name  string
 	class Class
-}{{"transitions", ClassTransitions}, {"connections", ClassConnections}, {"findings", ClassFindings}, {"all", ClassAll}}
+}{{"transitions", ClassTransitions}, {"connections", ClassConnections}, {"findings", ClassFindings},
+	{"resets", ClassResets}, {"all", ClassAll}}
 
 // Class is the class k belongs to.
 func (k ReportKind) Class() Class {
@@ -129,6 +136,8 @@ func (k ReportKind) Class() Class {
 		return ClassTransitions
 	case ReportConnection:
 		return ClassConnections
+	case ReportReset:
+		return ClassResets
 	}
 	return ClassFindings
 }
@@ -145,7 +154,7 @@ func ParseClasses(v string) (Class, error) {
 			}
 		}
 		if !found {
-			return 0, fmt.Errorf("unknown event class %q (one of transitions, connections, findings, all)", name)
+			return 0, fmt.Errorf("unknown event class %q (one of transitions, connections, findings, resets, all)", name)
 		}
 	}
 	return c, nil
@@ -153,7 +162,7 @@ func ParseClasses(v string) (Class, error) {
 
 func (c Class) String() string {
 	var names []string
-	for _, n := range classNames[:3] {
+	for _, n := range classNames[:len(classNames)-1] {
 		if c&n.class != 0 {
 			names = append(names, n.name)
 		}

@@ -16,6 +16,7 @@ type Config struct {
 	MaxSockets   int // live table size; past it new sockets go untracked
 	MaxProcesses int // per-process accounting; idle processes are evicted
 	MaxComms     int // distinct comm values kept for metrics; beyond: "other"
+	MaxPeers     int // distinct peers kept for connection metrics; beyond: "other"
 
 	CloseWaitThreshold time.Duration // CLOSE_WAIT older than this is a leak
 	FinWait1Threshold  time.Duration // FIN_WAIT1 older than this is stuck
@@ -97,6 +98,9 @@ type Stats struct {
 	// kernel side did not name in time (or whose wait was full): streamed
 	// with no owner, as without the accept feature.
 	AcceptUnnamed uint64
+	// RSTs by direction (the resets feature).
+	ResetsSent, ResetsReceived uint64
+	PeersOverflow              uint64 // connections counted under peer="other"
 }
 
 // Tracker is safe for one writer (the pipeline) and many readers (API).
@@ -126,6 +130,7 @@ type Tracker struct {
 	procHot   [2]*Process // the last processes looked up
 	commHot   [2]commHot
 	comms     map[string]*CommStats
+	peers     map[Peer]*ConnStats
 	trans     [16][16]uint64 // transitions by old, new
 	stats     Stats
 	scanGen   uint32
@@ -143,6 +148,10 @@ type Tracker struct {
 	// that the kernel side's rare second report of a change to CLOSE
 	// (within a millisecond, the row gone by then) is dropped too.
 	closed [closedSlots]uint64
+	// Owners of the last rows gone to CLOSE, for the RST an abort sends
+	// after it (reset.go).
+	recentClosed [recentCloses]closedRow
+	recentNext   uint32
 }
 
 // New makes an empty tracker. clock returns CLOCK_MONOTONIC ns.
@@ -155,6 +164,9 @@ func New(cfg Config, clock func() uint64) *Tracker {
 	}
 	if cfg.MaxComms <= 0 {
 		cfg.MaxComms = 256
+	}
+	if cfg.MaxPeers <= 0 {
+		cfg.MaxPeers = 256
 	}
 	if cfg.TimeWaitShare <= 0 {
 		cfg.TimeWaitShare = 0.5
@@ -170,6 +182,7 @@ func New(cfg Config, clock func() uint64) *Tracker {
 		timeWaits: make(map[pressureKey]int),
 		procs:     make(map[uint32]*Process),
 		comms:     make(map[string]*CommStats),
+		peers:     make(map[Peer]*ConnStats),
 		pressure:  make(map[pressureKey]bool),
 	}
 	t.ageing.init()
@@ -217,6 +230,9 @@ func (t *Tracker) ApplyLocked(ev *events.Event, emit func(*Report)) {
 		return
 	case events.KindAccept:
 		t.accepted(ev, emit)
+		return
+	case events.KindReset:
+		t.reset(ev, emit)
 		return
 	default:
 		return
@@ -417,10 +433,11 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	}
 
 	if s != nil && t.cfg.Connections {
-		t.summarize(s, ev, emit)
+		t.summarize(s, ev, src != SourceInferred, emit)
 	}
 	if ev.New == events.Close {
 		if s != nil {
+			t.rememberClose(s, ev.Old)
 			t.unindex(s)
 			t.sockets.remove(ev.Cookie)
 			t.release(s)
@@ -442,7 +459,7 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 		t.unindex(s)
 	}
 	t.update(s, ev)
-	s.conn.enter(s, ev)
+	s.conn.enter(s, ev, src != SourceInferred)
 	s.State, s.Since, s.SinceLowerBound = ev.New, ev.Mono, false
 	s.Leaked, s.Stuck, s.Checked = false, false, false
 	s.seen[0], s.seen[1], s.seen[2], s.seen[3] = change(ev.Old, ev.New), s.seen[0], s.seen[1], s.seen[2]

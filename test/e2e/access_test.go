@@ -319,9 +319,9 @@ func TestUnprivilegedUserSeesOwnSockets(t *testing.T) {
 	if out, errOut, code := asUser(nil, "top", "--addr", d.Socket, "-n", "1"); code != 0 || !strings.Contains(out, "your processes only") || rowsOf(out, "PID", 0)[rootPid] != 0 {
 		t.Errorf("top as another user: exit %d\n%s%s", code, out, errOut)
 	}
-	// The metrics name every process: not for this user. Health is, without
-	// the operators' details (sinks, tables, namespaces).
-	for path, want := range map[string]int{"/metrics": http.StatusForbidden, "/healthz": http.StatusOK} {
+	// The metrics and the peers name every process's: not for this user.
+	// Health is, without the operators' details (sinks, tables, namespaces).
+	for path, want := range map[string]int{"/metrics": http.StatusForbidden, "/api/v1/peers": http.StatusForbidden, "/healthz": http.StatusOK} {
 		code, body := getAs(t, d.Socket, path, 65534, nil)
 		if code != want {
 			t.Errorf("%s as uid 65534: %d, want %d: %s", path, code, want, body)
@@ -337,8 +337,10 @@ func TestUnprivilegedUserSeesOwnSockets(t *testing.T) {
 		if code != 0 || socketPids(out)[rootPid] == 0 {
 			t.Errorf("%s: exit %d, root's listener %d missing:\n%s%s", who, code, rootPort, out, errOut)
 		}
-		if code, body := getAs(t, d.Socket, "/metrics", 65534, groups); code != http.StatusOK {
-			t.Errorf("%s: /metrics %d: %s", who, code, body)
+		for _, path := range []string{"/metrics", "/api/v1/peers"} {
+			if code, body := getAs(t, d.Socket, path, 65534, groups); code != http.StatusOK {
+				t.Errorf("%s: %s %d: %s", who, path, code, body)
+			}
 		}
 	}
 	if out, errOut, code := run(t, "sockets", "--addr", d.Socket, "--port", fmt.Sprint(rootPort)); code != 0 || socketPids(out)[rootPid] == 0 || socketPids(out)[userPid] == 0 {

@@ -201,7 +201,8 @@ func TestEventsFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--events", "resets,bogus"}, "one of transitions, connections, findings, all"},
+		{[]string{"--events", "resets,bogus"}, `unknown event class "bogus" (one of transitions, connections, findings, resets, all)`},
+		{[]string{"--events", ""}, `unknown event class ""`},
 		{[]string{"--events", "connections", "--state", "TIME_WAIT"}, "cannot be combined with --state"},
 	} {
 		_, errOut, code := run(t, append([]string{"run"}, c.args...)...)

@@ -55,6 +55,12 @@ type Event struct {
 	LifeLB      bool       `json:"life_is_lower_bound"`
 	HandshakeMs *float64   `json:"handshake_ms"`
 	StatesMs    statesInMs `json:"states_ms"`
+	BytesSent   *uint64    `json:"bytes_sent"`
+	BytesRecv   *uint64    `json:"bytes_received"`
+	SRTTMs      *float64   `json:"srtt_ms"`
+	Retransmits *int       `json:"retransmits"`
+	// reset
+	Direction string `json:"direction"`
 }
 
 // statesInMs is a connection's states_ms object, in its order.
@@ -98,6 +104,9 @@ func (e Event) String() string {
 	}
 	if e.Event == "connection" {
 		s += fmt.Sprintf(" role=%s end=%s closed_first=%s states_ms=%v", e.Role, e.End, e.ClosedFirst, e.StatesMs)
+	}
+	if e.Event == "reset" {
+		s += fmt.Sprintf(" direction=%s state=%s", e.Direction, e.State)
 	}
 	return s
 }

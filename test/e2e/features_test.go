@@ -16,7 +16,7 @@ import (
 // same way: each run here has one off and checks that the loss is said
 // (log, /healthz, metric) and that what does not need it still works.
 
-var allFeatures = []string{"core", "timewait", "snapshot", "files", "accept"}
+var allFeatures = []string{"core", "timewait", "snapshot", "files", "accept", "resets"}
 
 // featureWanted is the state a feature must be in with off turned off:
 // accept needs the sock:sk_data_ready tracepoint (Linux 6.3), which older

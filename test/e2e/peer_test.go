@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -148,6 +149,22 @@ func runPeer(in io.Reader, out io.Writer) int {
 				c.Close()
 			}
 			conns = nil
+			reply("ok")
+		case "write": // write N: N bytes on the last connection
+			n, _ := strconv.Atoi(f[1])
+			if _, err := last().Write(bytes.Repeat([]byte{'x'}, n)); err != nil {
+				reply("err %v", err)
+				continue
+			}
+			reply("ok")
+		case "read": // read N: exactly N bytes from the last connection
+			n, _ := strconv.Atoi(f[1])
+			c := last()
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			if _, err := io.ReadFull(c, make([]byte, n)); err != nil {
+				reply("err %v", err)
+				continue
+			}
 			reply("ok")
 		case "readeof": // wait for the peer's FIN on the last connection
 			c := last()

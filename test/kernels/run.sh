@@ -64,8 +64,9 @@ KERNEL_ORDER=(6.1 6.12)
 # Loaded in every guest when they are modules rather than built in: ss and the
 # tests read TCP sockets through sock_diag, and `ss -K` (tcp_abort) needs it
 # too. Without them the kernel would try to autoload them through modprobe,
-# which the initramfs does not have.
-DEFAULT_MODULES=(tcp_diag)
+# which the initramfs does not have. tun: the connection tests' delayed and
+# lossy link between two namespaces (test/e2e/link_test.go).
+DEFAULT_MODULES=(tcp_diag tun)
 
 cache=${TCPSTATED_KERNEL_CACHE:-$repo/.cache/kernels}
 logs=${TCPSTATED_KERNEL_LOGS:-$cache/logs}
