@@ -13,7 +13,9 @@ type wantReset struct {
 	pid              int
 }
 
-func (w wantReset) String() string { return fmt.Sprintf("%s in %s by pid %d", w.direction, w.state, w.pid) }
+func (w wantReset) String() string {
+	return fmt.Sprintf("%s in %s by pid %d", w.direction, w.state, w.pid)
+}
 
 // resetsOn keeps the reset events on port, in order.
 func resetsOn(evs []Event, port int) []wantReset {
