@@ -211,3 +211,34 @@ func TestEventsFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// The peer never sends its FIN: the client's orphaned FIN_WAIT2 ends at
+// tcp_fin_timeout (1 s in the test's namespace), and that is how its
+// connection ended, with the time it waited.
+func TestConnectionFinWait2Timeout(t *testing.T) {
+	h := NewNetns(t)
+	if out, err := h.Command("sh", "-c", "echo 1 >/proc/sys/net/ipv4/tcp_fin_timeout").CombinedOutput(); err != nil {
+		t.Fatalf("tcp_fin_timeout in the test's namespace: %v %s", err, out)
+	}
+	d := StartDaemon(t)
+	server, client := h.StartPeer(t), h.StartPeer(t)
+	port := server.Port("listen tcp4 127.0.0.1:0")
+	client.Port("connect tcp4 127.0.0.1:%d", port)
+	server.Do("accept")
+	client.Do("close") // the server reads its FIN and never closes
+	evs := h.Only(d.WaitFor("the client's FIN_WAIT2 timed out", 10*time.Second, func(evs []Event) bool {
+		for _, sevs := range connections(h.Only(evs), port) {
+			if sevs[0].Pid == client.Pid {
+				return true
+			}
+		}
+		return false
+	}))
+	server.Do("close")
+	e := summaryOf(t, evs, port, client.Pid)
+	st := e.StatesMs
+	if e.End != "fin_wait2_timeout" || e.ClosedFirst != "local" || e.TimeWait == nil || *e.TimeWait || len(st) != 4 ||
+		st[3].State != "FIN_WAIT2" || st[3].Ms < 900 || st[3].Ms > 3000 {
+		t.Errorf("want fin_wait2_timeout after about 1 s in FIN_WAIT2, closed first here, no TIME_WAIT:\n%s", dump(anyOnPort(evs, port)))
+	}
+}
