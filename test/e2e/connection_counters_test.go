@@ -30,6 +30,18 @@ func summaryOf(t *testing.T, evs []Event, port, pid int, family ...string) Event
 	return found[0]
 }
 
+// transfer sends n bytes from one peer's last connection to the other's:
+// the reader reads while the writer writes, since a write larger than
+// the socket buffers (small in a small guest) waits for the reader.
+func transfer(from, to *Peer, n int) {
+	if n == 0 {
+		return
+	}
+	to.Send("read %d", n)
+	from.Do("write %d", n)
+	to.Reply()
+}
+
 // checkBytes asserts what a summary says was sent and received.
 func checkBytes(t *testing.T, side string, e Event, sent, received uint64) {
 	t.Helper()
@@ -59,12 +71,8 @@ func TestConnectionBytes(t *testing.T) {
 			ports[i] = server.Port("listen %s %s:0", r.network, loopback(r.network))
 			client.Port("connect %s %s:%d", r.network, loopback(r.network), ports[i])
 			server.Do("accept")
-			client.Do("write %d", r.up)
-			server.Do("read %d", r.up)
-			if r.down > 0 {
-				server.Do("write %d", r.down)
-				client.Do("read %d", r.down)
-			}
+			transfer(client, server, r.up)
+			transfer(server, client, r.down)
 			first, second := client, server
 			if !r.clientFirst {
 				first, second = server, client
@@ -109,8 +117,7 @@ func TestConnectionLatencyAcrossADelayedLink(t *testing.T) {
 	port := server.Port("listen tcp4 %s:0", l.AddrB)
 	client.Port("connect tcp4 %s:%d", l.AddrB, port)
 	server.Do("accept")
-	client.Do("write 1000")
-	server.Do("read 1000")
+	transfer(client, server, 1000)
 	client.Do("close")
 	server.Do("readeof")
 	server.Do("close")
@@ -188,8 +195,7 @@ func TestConnectionRetransmitsOnALossyLink(t *testing.T) {
 	client.Port("connect tcp4 %s:%d", l.AddrB, port)
 	server.Do("accept")
 	const n = 256 << 10
-	client.Do("write %d", n)
-	server.Do("read %d", n)
+	transfer(client, server, n)
 	client.Do("close")
 	server.Do("readeof")
 	server.Do("close")

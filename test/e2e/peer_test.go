@@ -152,7 +152,9 @@ func runPeer(in io.Reader, out io.Writer) int {
 			reply("ok")
 		case "write": // write N: N bytes on the last connection
 			n, _ := strconv.Atoi(f[1])
-			if _, err := last().Write(bytes.Repeat([]byte{'x'}, n)); err != nil {
+			c := last()
+			c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			if _, err := c.Write(bytes.Repeat([]byte{'x'}, n)); err != nil {
 				reply("err %v", err)
 				continue
 			}
@@ -218,6 +220,8 @@ type Peer struct {
 	in  io.WriteCloser
 	out *bufio.Scanner
 	Pid int
+
+	sent string // the command Reply answers
 }
 
 // StartPeer starts a peer process in the test's own network namespace.
@@ -274,10 +278,26 @@ func startPiped(cmd *exec.Cmd) (io.WriteCloser, io.ReadCloser, error) {
 // Do sends one command and returns the reply, failing the test on "err".
 func (p *Peer) Do(format string, args ...any) string {
 	p.t.Helper()
+	p.Send(format, args...)
+	return p.Reply()
+}
+
+// Send gives the peer a command without waiting for it to be done, so
+// that another peer can act meanwhile (a read that a write waits on);
+// Reply waits for it.
+func (p *Peer) Send(format string, args ...any) {
+	p.t.Helper()
 	line := fmt.Sprintf(format, args...)
 	if _, err := fmt.Fprintln(p.in, line); err != nil {
 		p.t.Fatalf("peer %d: %s: %v", p.Pid, line, err)
 	}
+	p.sent = line
+}
+
+// Reply is the answer to the last command sent.
+func (p *Peer) Reply() string {
+	p.t.Helper()
+	line := p.sent
 	if !p.out.Scan() {
 		p.t.Fatalf("peer %d: %s: no reply (%v)", p.Pid, line, p.out.Err())
 	}
