@@ -109,8 +109,8 @@ func (e *Event) SockErr() syscall.Errno {
 
 // Payload is what the application sent (acked by the peer) and received
 // by the end of this change, from the kernel's counters, which also count
-// as a byte each its own FIN once acked, the peer's FIN once read, and an
-// acked SYN (syn: the counter when the handshake ended, 1 for a client).
+// as a byte each its own FIN once acked, the peer's FIN once read, and a
+// client's SYN once acked (syn: 1 for a client, which the caller knows).
 func (e *Event) Payload(syn uint64) (sent, received uint64) {
 	sent, received = e.Totals.BytesAcked, e.Totals.BytesReceived
 	st := e.New

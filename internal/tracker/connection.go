@@ -22,18 +22,34 @@ type connPath struct {
 	// a gap: it began before at[0].
 	lowerBound bool
 	done       bool // summarized
-	// What the full socket had sent and received at its last change
-	// that carried counters (inferred changes carry none).
-	sent, received uint64
-	srtt, retrans  uint32
-	synAcked       uint8 // the client's SYN, in the sent counter
-	hasTotals      bool
 }
 
-// enter adds the state row r enters with ev to its path; measured: ev
-// came from the kernel (an inferred change carries no counters).
-func (p *connPath) enter(r *Socket, ev *events.Event, measured bool) {
-	p.count(ev, measured)
+// counters are what a summary says a full socket sent and received, from
+// the kernel's counters at one of its changes.
+type counters struct {
+	sent, received uint64 // without the FINs; sent still with a client's SYN
+	srtt, retrans  uint32
+}
+
+func countersOf(ev *events.Event) counters {
+	sent, received := ev.Payload(0)
+	return counters{sent, received, ev.Totals.SRTTMicros, ev.Totals.Retrans}
+}
+
+// keepCounters keeps the counters of a full socket's change to FIN_WAIT2,
+// which may be its last: an orphaned FIN_WAIT2 goes on in a timewait
+// socket, whose records carry none, until its summary. Kept aside, not in
+// the row: a few sockets are there at a time, and every row would grow by
+// a sixth. measured: ev came from the kernel (an inferred change has no
+// counters).
+func (t *Tracker) keepCounters(ev *events.Event, measured bool) {
+	if t.cfg.Connections && measured && ev.Kind == events.KindState && ev.New == events.FinWait2 {
+		t.finWait2[ev.Cookie] = countersOf(ev)
+	}
+}
+
+// enter adds the state row r enters with ev to its path.
+func (p *connPath) enter(r *Socket, ev *events.Event) {
 	if p.n == 0 {
 		switch {
 		case r.State.Valid() && r.State != events.Close && r.State != events.Listen:
@@ -47,19 +63,6 @@ func (p *connPath) enter(r *Socket, ev *events.Event, measured bool) {
 		p.states[p.n], p.at[p.n] = ev.New, ev.Mono
 		p.n++
 	}
-}
-
-// count keeps the counters of a full socket's change.
-func (p *connPath) count(ev *events.Event, measured bool) {
-	if ev.Kind != events.KindState || !measured {
-		return
-	}
-	if ev.Old == events.SynSent && ev.New == events.Established {
-		p.synAcked = uint8(min(ev.Totals.BytesAcked, 1))
-	}
-	p.sent, p.received = ev.Payload(uint64(p.synAcked))
-	p.srtt, p.retrans = ev.Totals.SRTTMicros, ev.Totals.Retrans
-	p.hasTotals = true
 }
 
 // Role is which end of the connection a socket is.
@@ -187,10 +190,23 @@ func (t *Tracker) summarize(s *Socket, ev *events.Event, measured bool, emit fun
 		}
 	}
 	c.N = int(p.n)
-	p.count(ev, measured)
-	if p.hasTotals {
-		c.HasTotals, c.BytesSent, c.BytesReceived = true, p.sent, p.received
-		c.SRTT, c.Retransmits = time.Duration(p.srtt)*time.Microsecond, p.retrans
+	var n counters
+	kept, ok := t.finWait2[s.Cookie]
+	switch {
+	case ev.Kind == events.KindState && measured:
+		n, c.HasTotals = countersOf(ev), true
+	case ok:
+		n, c.HasTotals = kept, true
+	}
+	if ok {
+		delete(t.finWait2, s.Cookie)
+	}
+	if c.HasTotals {
+		if c.Role == RoleClient {
+			n.sent -= min(n.sent, 1) // its SYN, once acked
+		}
+		c.BytesSent, c.BytesReceived = n.sent, n.received
+		c.SRTT, c.Retransmits = time.Duration(n.srtt)*time.Microsecond, n.retrans
 	}
 	c.LifeLowerBound = p.lowerBound
 	if (p.states[0] == events.SynSent || p.states[0] == events.SynRecv) && p.n > 1 && p.states[1] == events.Established {

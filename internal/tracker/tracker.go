@@ -131,11 +131,14 @@ type Tracker struct {
 	commHot   [2]commHot
 	comms     map[string]*CommStats
 	peers     map[Peer]*ConnStats
-	trans     [16][16]uint64 // transitions by old, new
-	stats     Stats
-	scanGen   uint32
-	pressure  map[pressureKey]bool
-	free      []*Socket // rows of closed sockets, reused: no garbage per connection
+	// finWait2: the counters of full sockets at their change to
+	// FIN_WAIT2, until their summary (connection.go); at most one per row.
+	finWait2 map[uint64]counters
+	trans    [16][16]uint64 // transitions by old, new
+	stats    Stats
+	scanGen  uint32
+	pressure map[pressureKey]bool
+	free     []*Socket // rows of closed sockets, reused: no garbage per connection
 	// Reports handed to emit live here: a local would escape to the heap.
 	report, resolved Report
 	connReport       Report
@@ -183,6 +186,7 @@ func New(cfg Config, clock func() uint64) *Tracker {
 		procs:     make(map[uint32]*Process),
 		comms:     make(map[string]*CommStats),
 		peers:     make(map[Peer]*ConnStats),
+		finWait2:  make(map[uint64]counters),
 		pressure:  make(map[pressureKey]bool),
 	}
 	t.ageing.init()
@@ -437,6 +441,9 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 	}
 	if ev.New == events.Close {
 		if s != nil {
+			if len(t.finWait2) > 0 {
+				delete(t.finWait2, ev.Cookie)
+			}
 			t.rememberClose(s, ev.Old)
 			t.unindex(s)
 			t.sockets.remove(ev.Cookie)
@@ -459,7 +466,8 @@ func (t *Tracker) applyState(ev *events.Event, emit func(*Report), src Source) {
 		t.unindex(s)
 	}
 	t.update(s, ev)
-	s.conn.enter(s, ev, src != SourceInferred)
+	s.conn.enter(s, ev)
+	t.keepCounters(ev, src != SourceInferred)
 	s.State, s.Since, s.SinceLowerBound = ev.New, ev.Mono, false
 	s.Leaked, s.Stuck, s.Checked = false, false, false
 	s.seen[0], s.seen[1], s.seen[2], s.seen[3] = change(ev.Old, ev.New), s.seen[0], s.seen[1], s.seen[2]
