@@ -73,13 +73,7 @@ func TestResetEvents(t *testing.T) {
 		d := StartDaemon(t)
 		server, client := h.StartPeer(t), h.StartPeer(t)
 
-		p1 := server.Port("listen tcp4 127.0.0.1:0")
-		client.Port("connect tcp4 127.0.0.1:%d", p1)
-		server.Do("accept")
-		server.Do("linger0")
-		server.Do("close")
-		client.Do("close")
-		server.Do("closelistener")
+		p1 := serverAborts(server, client)
 
 		p2 := server.Port("listen tcp4 127.0.0.1:0")
 		server.Do("closelistener") // now nobody listens there
@@ -100,9 +94,7 @@ func TestResetEvents(t *testing.T) {
 			wantReset{"sent", "ESTABLISHED", server.Pid},
 			wantReset{"received", "ESTABLISHED", client.Pid})
 		checkResets(t, evs, p2, refused...)
-		checkConnections(t, evs, p1,
-			wantConn{side: "server", pid: server.Pid, role: "server", end: "reset_sent", states: []string{"SYN_RECV", "ESTABLISHED"}},
-			wantConn{side: "client", pid: client.Pid, role: "client", end: "reset_received", states: []string{"SYN_SENT", "ESTABLISHED"}})
+		checkConnections(t, evs, p1, abortedConnection(server, client)...)
 		for dir, want := range map[string]int{"sent": len(refused), "received": 2} {
 			if n := metricSum(t, d, fmt.Sprintf(`tcpstated_resets_total{direction=%q}`, dir)); n < want {
 				t.Errorf("tcpstated_resets_total{direction=%q} %d, want at least the test's %d", dir, n, want)
@@ -118,6 +110,15 @@ func TestWithoutResets(t *testing.T) {
 	d := StartDaemon(t, "--disable-feature", "resets")
 	checkFeatureReported(t, d, "resets")
 	server, client := StartPeer(t), StartPeer(t)
+	port := serverAborts(server, client)
+	evs := d.WaitFor("both sides summarized", 10*time.Second, haveConnections(port, 2))
+	checkResets(t, evs, port)
+	checkConnections(t, evs, port, abortedConnection(server, client)...)
+}
+
+// serverAborts makes one connection that the server closes with
+// SO_LINGER {1,0} (an RST, no FIN), and returns the server's port.
+func serverAborts(server, client *Peer) int {
 	port := server.Port("listen tcp4 127.0.0.1:0")
 	client.Port("connect tcp4 127.0.0.1:%d", port)
 	server.Do("accept")
@@ -125,9 +126,13 @@ func TestWithoutResets(t *testing.T) {
 	server.Do("close")
 	client.Do("close")
 	server.Do("closelistener")
-	evs := d.WaitFor("both sides summarized", 10*time.Second, haveConnections(port, 2))
-	checkResets(t, evs, port)
-	checkConnections(t, evs, port,
-		wantConn{side: "server", pid: server.Pid, role: "server", end: "reset_sent", states: []string{"SYN_RECV", "ESTABLISHED"}},
-		wantConn{side: "client", pid: client.Pid, role: "client", end: "reset_received", states: []string{"SYN_SENT", "ESTABLISHED"}})
+	return port
+}
+
+// abortedConnection is the two summaries of serverAborts' connection.
+func abortedConnection(server, client *Peer) []wantConn {
+	return []wantConn{
+		{side: "server", pid: server.Pid, role: "server", end: "reset_sent", states: []string{"SYN_RECV", "ESTABLISHED"}},
+		{side: "client", pid: client.Pid, role: "client", end: "reset_received", states: []string{"SYN_SENT", "ESTABLISHED"}},
+	}
 }
