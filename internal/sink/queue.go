@@ -93,6 +93,31 @@ func (r *ring) push(level zerolog.Level, at int64, p []byte) pushResult {
 	return pushed
 }
 
+// pushMany queues the events of batch under one lock, as far as there is
+// room: the drainer takes the same lock, and one per event contended with
+// it at full churn. It says whether the queue was empty before (the
+// drainer may be asleep), whether it now holds a full batch for the first
+// time, and how many events found it full or shut.
+func (r *ring) pushMany(batch []event) (first, full bool, dropped int, shut bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.shut {
+		return false, false, len(batch), true
+	}
+	before := r.count
+	for i := range batch {
+		if r.count == len(r.slots) {
+			dropped = len(batch) - i
+			break
+		}
+		e := &r.slots[(r.head+r.count)%len(r.slots)]
+		e.data = append(e.data[:0], batch[i].data...)
+		e.level, e.at = batch[i].level, batch[i].at
+		r.count++
+	}
+	return before == 0 && r.count > 0, before < batchEvents && r.count >= batchEvents, dropped, false
+}
+
 // peek returns the first n queued events as [head, head+n) modulo capacity.
 func (r *ring) peek() (head, n int) {
 	r.mu.Lock()

@@ -35,8 +35,18 @@ type queueSink struct {
 	lastErr atomic.Pointer[string]
 	wakeDue atomic.Bool // DeferWake: Flush must wake the drainer
 
+	// DeferWake: events written since the last Flush, queued together at
+	// the Flush (or every stageEvents) under one lock of the queue.
+	stageMu sync.Mutex
+	stage   []event
+
 	d drainState
 }
+
+// stageEvents bounds the events a DeferWake sink holds back before it
+// queues them: enough to take the queue's lock a few times a batch of the
+// pipeline, few enough that their room (preallocated) stays small.
+const stageEvents = 64
 
 func newQueueSink(name string, o Options) *queueSink {
 	return &queueSink{
@@ -48,6 +58,16 @@ func newQueueSink(name string, o Options) *queueSink {
 		done:      make(chan struct{}),
 		reopenReq: make(chan chan error),
 	}
+}
+
+// stageOf is an empty stage with room for n events, preallocated.
+func stageOf(n int) []event {
+	home := make([]byte, n*slotSize)
+	st := make([]event, n)
+	for i := range st {
+		st[i].data = home[i*slotSize : i*slotSize : (i+1)*slotSize]
+	}
+	return st[:0]
 }
 
 func (s *queueSink) Name() string { return s.name }
@@ -64,6 +84,9 @@ func (s *queueSink) WriteLevel(level zerolog.Level, p []byte) (int, error) {
 	var at int64
 	if s.stamp {
 		at = time.Now().UnixNano()
+	}
+	if s.opts.DeferWake {
+		return s.stageWrite(level, at, p)
 	}
 	switch s.q.push(level, at, p) {
 	case pushedFirst:
@@ -85,9 +108,59 @@ func (s *queueSink) WriteLevel(level zerolog.Level, p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Flush wakes the drainer if a write found the queue empty since the
-// last Flush (Options.DeferWake).
+// stageWrite holds an event back for the next Flush, queueing the stage
+// once it is full.
+func (s *queueSink) stageWrite(level zerolog.Level, at int64, p []byte) (int, error) {
+	s.stageMu.Lock()
+	defer s.stageMu.Unlock()
+	if s.stage == nil {
+		s.stage = stageOf(stageEvents)
+	}
+	n := len(s.stage)
+	s.stage = s.stage[:n+1]
+	e := &s.stage[n]
+	e.data = append(e.data[:0], p...)
+	e.level, e.at = level, at
+	if len(s.stage) == cap(s.stage) {
+		if s.commit() {
+			return 0, ErrClosed
+		}
+	}
+	return len(p), nil
+}
+
+// commit queues the stage (stageMu held) and says whether the queue was
+// shut. A full batch wakes the drainer at once, as a push does.
+func (s *queueSink) commit() (shut bool) {
+	if len(s.stage) == 0 {
+		return false
+	}
+	first, full, dropped, shut := s.q.pushMany(s.stage)
+	for i := range s.stage {
+		if cap(s.stage[i].data) > maxKeptSlot {
+			s.stage[i].data = make([]byte, 0, slotSize) // an unusually large event
+		}
+	}
+	s.stage = s.stage[:0]
+	s.dropped.Add(uint64(dropped))
+	if first {
+		s.wakeDue.Store(true)
+	}
+	if full {
+		s.wakeDue.Store(false)
+		s.signal()
+	}
+	return shut
+}
+
+// Flush queues what a DeferWake sink holds back and wakes the drainer if
+// the queue was empty since the last Flush (Options.DeferWake).
 func (s *queueSink) Flush() {
+	if s.opts.DeferWake {
+		s.stageMu.Lock()
+		s.commit()
+		s.stageMu.Unlock()
+	}
 	if s.wakeDue.Load() && s.wakeDue.Swap(false) {
 		s.signal()
 	}
