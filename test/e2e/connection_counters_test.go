@@ -97,9 +97,12 @@ func TestConnectionBytes(t *testing.T) {
 			c, s := summaryOf(t, evs, ports[i], client.Pid, family), summaryOf(t, evs, ports[i], server.Pid, family)
 			checkBytes(t, name+", client", c, uint64(r.up), uint64(r.down))
 			checkBytes(t, name+", server", s, uint64(r.down), uint64(r.up))
+			// Retransmits are not asserted here: loopback loses nothing,
+			// but in a slow guest a tail loss probe may fire before the
+			// ACK comes (one did in the 6.12 guest).
 			for _, e := range []Event{c, s} {
-				if *e.Retransmits != 0 || *e.SRTTMs <= 0 {
-					t.Errorf("%s: loopback with %d retransmits, srtt %v ms", name, *e.Retransmits, *e.SRTTMs)
+				if *e.SRTTMs <= 0 {
+					t.Errorf("%s: srtt %v ms", name, *e.SRTTMs)
 				}
 			}
 		}
@@ -210,8 +213,10 @@ func TestConnectionRetransmitsOnALossyLink(t *testing.T) {
 	if *c.Retransmits == 0 {
 		t.Errorf("client: 0 retransmits after the link dropped %d of its packets", l.Dropped())
 	}
-	if *s.Retransmits != 0 {
-		t.Errorf("server: %d retransmits; nothing it sent was dropped", *s.Retransmits)
+	// The server's own count is not asserted: nothing it sent was
+	// dropped, but a slow guest may probe for its FIN's ACK.
+	if *c.Retransmits <= *s.Retransmits {
+		t.Errorf("client %d retransmits, server %d: the client's data were the ones dropped", *c.Retransmits, *s.Retransmits)
 	}
 }
 
