@@ -107,11 +107,11 @@ func (e *Event) SockErr() syscall.Errno {
 	return syscall.Errno(e.Aux)
 }
 
-// Payload is what the application sent (acked by the peer) and received
-// by the end of this change, from the kernel's counters, which also count
-// as a byte each its own FIN once acked, the peer's FIN once read, and a
-// client's SYN once acked (syn: 1 for a client, which the caller knows).
-func (e *Event) Payload(syn uint64) (sent, received uint64) {
+// Payload is what was sent (acked by the peer) and received by the end of
+// this change, from the kernel's counters, without the FINs they count as
+// a byte each: its own once acked, the peer's once read. A client's acked
+// SYN is in sent too; only the caller knows the socket is a client.
+func (e *Event) Payload() (sent, received uint64) {
 	sent, received = e.Totals.BytesAcked, e.Totals.BytesReceived
 	st := e.New
 	if st == Close {
@@ -125,7 +125,7 @@ func (e *Event) Payload(syn uint64) (sent, received uint64) {
 	if peerRead && received > 0 {
 		received--
 	}
-	return sent - min(syn, sent), received
+	return sent, received
 }
 
 // ResetReceived says a KindReset record is an RST the socket received

@@ -32,7 +32,7 @@ type counters struct {
 }
 
 func countersOf(ev *events.Event) counters {
-	sent, received := ev.Payload(0)
+	sent, received := ev.Payload()
 	return counters{sent, received, ev.Totals.SRTTMicros, ev.Totals.Retrans}
 }
 
